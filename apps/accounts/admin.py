@@ -1,0 +1,204 @@
+"""Staff management in the back office.
+
+Hospital admins create staff and grant or revoke roles at their own hospital. The security admin
+manages accounts, platform roles and every hospital's roles. Every role change goes through the
+services, which write the audit events.
+"""
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin
+from django.contrib.auth import password_validation
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts import services
+from apps.accounts.models import Membership, PlatformRoleGrant, User
+from apps.accounts.roles import SEPARATED_DUTIES, HospitalRole, PlatformRole
+from apps.audit.services import audit_record
+from apps.audit.vocabulary import Action, EntryPoint
+from apps.core.backoffice import PlatformDutyMixin, acting_hospital, has_platform_role
+
+
+class UserCreationForm(forms.ModelForm):
+    password1 = forms.CharField(label=_("Password"), strip=False, widget=forms.PasswordInput)
+    password2 = forms.CharField(label=_("Password again"), strip=False, widget=forms.PasswordInput)
+
+    class Meta:
+        model = User
+        fields = ["username", "display_name", "email"]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        first, second = cleaned.get("password1"), cleaned.get("password2")
+        if first and second and first != second:
+            raise ValidationError(_("The two passwords differ."))
+        if first:
+            candidate = User(username=cleaned.get("username", ""), display_name=cleaned.get("display_name", ""))
+            password_validation.validate_password(first, candidate)
+        return cleaned
+
+    def save(self, commit: bool = True) -> User:
+        user = super().save(commit=False)
+        user.set_password(self.cleaned_data["password1"])
+        if commit:
+            user.save()
+        return user
+
+
+class MembershipInline(admin.TabularInline):
+    model = Membership
+    extra = 1
+    fields = ["hospital", "role"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
+        queryset = super().get_queryset(request).select_related("hospital")
+        if has_platform_role(request, PlatformRole.SECURITY_ADMIN):
+            return queryset
+        hospital = acting_hospital(request)
+        return queryset.filter(hospital=hospital) if hospital else queryset.none()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        # A hospital admin's grants always go to the hospital they are working in.
+        return [] if has_platform_role(request, PlatformRole.SECURITY_ADMIN) else ["hospital"]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return True
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return True
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return True
+
+
+class PlatformRoleFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        duties = [
+            form.cleaned_data.get("role")
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE")
+        ]
+        if len([role for role in duties if role in SEPARATED_DUTIES]) > 1:
+            raise ValidationError(_("An account may hold only one of system, security and audit administrator."))
+
+
+class PlatformRoleInline(admin.TabularInline):
+    model = PlatformRoleGrant
+    formset = PlatformRoleFormSet
+    extra = 1
+    fields = ["role"]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return has_platform_role(request, PlatformRole.SECURITY_ADMIN)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_view_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_view_permission(request)
+
+
+@admin.register(User)
+class UserAdmin(admin.ModelAdmin):
+    list_display = ["username", "display_name", "is_active", "locked_until"]
+    search_fields = ["username", "display_name"]
+    fields = ["username", "display_name", "email", "is_active", "locked_until"]
+
+    def _security(self, request: HttpRequest) -> bool:
+        return has_platform_role(request, PlatformRole.SECURITY_ADMIN)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        queryset = super().get_queryset(request)
+        if self._security(request):
+            return queryset
+        hospital = acting_hospital(request)
+        if hospital is None:
+            return queryset.none()
+        return queryset.filter(memberships__hospital=hospital).distinct()
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        if obj is None:
+            kwargs["form"] = UserCreationForm
+            kwargs["fields"] = ["username", "display_name", "email", "password1", "password2"]
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return ["username", "display_name", "email", "password1", "password2"]
+        return list(self.fields)
+
+    def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
+        inlines: list[Any] = [MembershipInline]
+        if self._security(request):
+            inlines.append(PlatformRoleInline)
+        return inlines
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return acting_hospital(request) is not None or self._security(request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self.has_module_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False  # Accounts are deactivated, never deleted: the audit trail refers to them.
+
+    def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and form.changed_data:
+            audit_record(
+                action=Action.USER_CHANGED,
+                request=request,
+                hospital=acting_hospital(request),
+                entry_point=EntryPoint.ADMIN,
+                object_type="user",
+                object_id=str(obj.public_id),
+                details={"fields": sorted(form.changed_data)},
+            )
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        """Role grants and revocations go through the services, which audit them."""
+        user: User = form.instance
+        with transaction.atomic():
+            for inline_form in formset.forms:
+                if not inline_form.has_changed() and not inline_form.cleaned_data.get("DELETE"):
+                    continue
+                instance = inline_form.instance
+                deleting = inline_form.cleaned_data.get("DELETE")
+                if formset.model is Membership:
+                    self._save_membership(request, user, inline_form, instance, deleting)
+                elif formset.model is PlatformRoleGrant:
+                    if deleting and instance.pk:
+                        services.platform_role_revoke(actor=request.user, grant=instance, request=request)
+                    elif not deleting and inline_form.cleaned_data.get("role"):
+                        services.platform_role_grant(
+                            actor=request.user, user=user, role=inline_form.cleaned_data["role"], request=request
+                        )
+
+    def _save_membership(self, request: HttpRequest, user: User, inline_form: Any, instance: Any, deleting: bool) -> None:
+        if deleting and instance.pk:
+            services.membership_revoke(actor=request.user, membership=instance, request=request)
+            return
+        role = inline_form.cleaned_data.get("role")
+        hospital = inline_form.cleaned_data.get("hospital") if self._security(request) else acting_hospital(request)
+        if role and hospital is not None:
+            services.membership_grant(
+                actor=request.user, hospital=hospital, user=user, role=HospitalRole(role), request=request
+            )

@@ -1,0 +1,138 @@
+"""Reading and exporting the audit trail for dispute resolution. Nobody edits it.
+
+The audit admin reads every hospital's trail; a hospital admin reads their own hospital's. Each
+list, detail and export is itself an audit event (110101 Audit Log Used).
+"""
+
+import csv
+import json
+from collections.abc import Iterator
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils.translation import gettext_lazy as _
+
+from apps.accounts.roles import PlatformRole
+from apps.audit.models import AuditEvent
+from apps.audit.services import audit_record
+from apps.audit.vocabulary import Action, EntryPoint
+from apps.core.backoffice import acting_hospital, has_platform_role
+
+EXPORT_FIELDS = [
+    "public_id", "chain", "sequence", "occurred_at", "hospital_id", "actor_name", "actor_role", "action",
+    "event_id", "event_type", "action_code", "outcome", "object_type", "object_id", "entry_point",
+    "ip_address", "user_agent", "details", "previous_hash", "hash",
+]  # fmt: skip
+EXPORT_LIMIT = 100_000
+
+
+def _export_row(event: AuditEvent) -> dict[str, Any]:
+    row = {field: getattr(event, field) for field in EXPORT_FIELDS}
+    row["public_id"] = str(event.public_id)
+    row["occurred_at"] = event.occurred_at.isoformat()
+    return row
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ["occurred_at", "hospital", "actor_name", "action", "outcome", "entry_point", "object_type", "ip_address"]
+    list_filter = ["action", "outcome", "entry_point", ("occurred_at", admin.DateFieldListFilter)]
+    search_fields = ["actor_name", "object_id", "=public_id"]
+    date_hierarchy = "occurred_at"
+    list_select_related = ["hospital"]
+    readonly_fields = [field.name for field in AuditEvent._meta.fields]
+    change_list_template = "admin/audit/auditevent/change_list.html"
+
+    def _auditor(self, request: HttpRequest) -> bool:
+        return has_platform_role(request, PlatformRole.AUDIT_ADMIN)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[AuditEvent]:
+        queryset = super().get_queryset(request)
+        if self._auditor(request):
+            return queryset
+        hospital = acting_hospital(request)
+        return queryset.filter(hospital=hospital) if hospital else queryset.none()
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._auditor(request) or acting_hospital(request) is not None
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self.has_module_permission(request)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def _log_use(self, request: HttpRequest, action: Action, details: dict[str, Any]) -> None:
+        audit_record(
+            action=action, request=request, hospital=acting_hospital(request), entry_point=EntryPoint.ADMIN,
+            object_type="audit_log", details=details,
+        )  # fmt: skip
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        response = super().changelist_view(request, extra_context)
+        if isinstance(response, TemplateResponse):
+            self._log_use(request, Action.AUDIT_LOG_VIEWED, {"filters": dict(request.GET.items())})
+        return response
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if response.status_code == 200:
+            self._log_use(request, Action.AUDIT_LOG_VIEWED, {"event": object_id})
+        return response
+
+    def get_urls(self) -> list[URLPattern]:
+        extra = [
+            path("export.csv", self.admin_site.admin_view(self.export_csv), name="audit_auditevent_export_csv"),
+            path("export.json", self.admin_site.admin_view(self.export_json), name="audit_auditevent_export_json"),
+        ]
+        return extra + super().get_urls()
+
+    def _filtered(self, request: HttpRequest) -> QuerySet[AuditEvent]:
+        """The events the list shows with the same filters and search, oldest first."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        changelist = self.get_changelist_instance(request)
+        queryset = changelist.get_queryset(request).order_by("occurred_at", "id")
+        count = queryset.count()
+        self._log_use(request, Action.AUDIT_LOG_EXPORTED, {"filters": dict(request.GET.items()), "count": count})
+        return queryset[:EXPORT_LIMIT]
+
+    def export_csv(self, request: HttpRequest) -> HttpResponse:
+        events = list(self._filtered(request))
+
+        def rows() -> Iterator[str]:
+            writer = csv.writer(_Echo())
+            yield "\ufeff"  # So spreadsheet programs read the Chinese text as UTF-8.
+            yield writer.writerow(EXPORT_FIELDS)
+            for event in events:
+                row = _export_row(event)
+                row["details"] = json.dumps(row["details"], ensure_ascii=False, sort_keys=True)
+                yield writer.writerow([row[field] for field in EXPORT_FIELDS])
+
+        response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = 'attachment; filename="audit-events.csv"'
+        return response
+
+    def export_json(self, request: HttpRequest) -> HttpResponse:
+        events = [_export_row(event) for event in self._filtered(request)]
+        response = HttpResponse(
+            json.dumps({"events": events}, ensure_ascii=False, default=str), content_type="application/json"
+        )
+        response["Content-Disposition"] = 'attachment; filename="audit-events.json"'
+        return response

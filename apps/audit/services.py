@@ -1,0 +1,111 @@
+"""Writing and reading the audit trail. Every other app records events through ``audit_record``."""
+
+import ipaddress
+import json
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from apps.audit.chain import ChainProblem, all_chains, canonical_json, chain_name, event_hash, verify_chain
+from apps.audit.models import AuditChainHead, AuditEvent
+from apps.audit.vocabulary import DICOM_EVENTS, Action, EntryPoint, Outcome
+from apps.tenants.context import bind_new_row, platform_scope
+from apps.tenants.models import Hospital
+
+
+def client_ip(request: HttpRequest) -> str | None:
+    """The client address. X-Forwarded-For is believed only behind a configured proxy."""
+    raw = request.META.get("REMOTE_ADDR", "")
+    if getattr(settings, "AUDIT_TRUST_X_FORWARDED_FOR", False):
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        if forwarded:
+            raw = forwarded.split(",")[-1].strip()
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        return None
+
+
+def _lock_head(chain: str) -> AuditChainHead:
+    try:
+        return AuditChainHead.objects.select_for_update().get(chain=chain)
+    except AuditChainHead.DoesNotExist:
+        try:
+            with transaction.atomic():
+                AuditChainHead.objects.create(chain=chain)
+        except IntegrityError:
+            pass  # Another transaction created it first; lock theirs.
+        return AuditChainHead.objects.select_for_update().get(chain=chain)
+
+
+def audit_record(
+    *,
+    action: Action,
+    outcome: Outcome = Outcome.SUCCESS,
+    request: HttpRequest | None = None,
+    actor: Any = None,
+    actor_name: str = "",
+    actor_role: str = "",
+    hospital: Hospital | None = None,
+    entry_point: EntryPoint = EntryPoint.WEB,
+    object_type: str = "",
+    object_id: str = "",
+    details: dict[str, Any] | None = None,
+) -> AuditEvent:
+    """Append one event to its hospital's chain.
+
+    ``details`` must never hold patient identifiers in clear (name, ID number, phone); give
+    public ids instead. The actor defaults to the request's authenticated user.
+    """
+    if actor is None and request is not None and getattr(request, "user", None) is not None:
+        if request.user.is_authenticated:
+            actor = request.user
+    dicom = DICOM_EVENTS[action]
+    # Round-trip through JSON so what is hashed now is what the database gives back later.
+    clean_details = json.loads(canonical_json(details or {}))
+    chain = chain_name(hospital.pk if hospital else None)
+    with transaction.atomic():
+        head = _lock_head(chain)
+        event = AuditEvent(
+            public_id=uuid.uuid4(),
+            chain=chain,
+            sequence=head.sequence + 1,
+            occurred_at=timezone.now(),
+            hospital=hospital,
+            actor=actor,
+            actor_name=(actor_name or (actor.get_username() if actor else ""))[:150],
+            actor_role=actor_role[:32],
+            action=action,
+            event_id=dicom.event_id,
+            event_type=dicom.event_type,
+            action_code=dicom.action_code,
+            outcome=outcome,
+            object_type=object_type,
+            object_id=str(object_id)[:80],
+            entry_point=entry_point,
+            ip_address=client_ip(request) if request is not None else None,
+            user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:300],
+            details=clean_details,
+            previous_hash=head.hash,
+        )
+        event.hash = event_hash(event)
+        bind_new_row(str(event.public_id))
+        event.save(force_insert=True)
+        bind_new_row("")
+        AuditChainHead.objects.filter(pk=head.pk).update(sequence=event.sequence, hash=event.hash)
+    return event
+
+
+def audit_chains_verify() -> list[ChainProblem]:
+    """Check every chain; return the first problem of each broken one."""
+    problems = []
+    with platform_scope("audit"):
+        for chain in all_chains():
+            problem = verify_chain(chain)
+            if problem is not None:
+                problems.append(problem)
+    return problems

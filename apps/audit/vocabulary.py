@@ -1,0 +1,80 @@
+"""Audit event vocabulary, modelled on DICOM PS3.15 Annex A.5 audit messages.
+
+Each action names its DICOM EventID and, where the standard has one, EventTypeCode, so an ATNA
+(RFC 3881 / DICOM audit message) export can be produced from stored events.
+"""
+
+from dataclasses import dataclass
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+@dataclass(frozen=True)
+class DicomEvent:
+    event_id: str
+    event_id_meaning: str
+    event_type: str = ""
+    event_type_meaning: str = ""
+    action_code: str = "E"  # C create, R read, U update, D delete, E execute
+
+
+class Action(models.TextChoices):
+    LOGIN = "login", _("Login")
+    LOGIN_FAILED = "login_failed", _("Login failed")
+    SECOND_FACTOR_FAILED = "second_factor_failed", _("Second factor failed")
+    SECOND_FACTOR_ENROLLED = "second_factor_enrolled", _("Second factor enrolled")
+    ACCOUNT_LOCKED = "account_locked", _("Account locked")
+    LOGOUT = "logout", _("Logout")
+    API_AUTH_FAILED = "api_auth_failed", _("API authentication failed")
+    API_TOKEN_ISSUED = "api_token_issued", _("API token issued")
+    API_TOKEN_REVOKED = "api_token_revoked", _("API token revoked")
+    ROLE_GRANTED = "role_granted", _("Role granted")
+    ROLE_REVOKED = "role_revoked", _("Role revoked")
+    USER_CHANGED = "user_changed", _("User security attributes changed")
+    HOSPITAL_CHANGED = "hospital_changed", _("Hospital configuration changed")
+    PATIENT_RECORD_VIEWED = "patient_record_viewed", _("Patient record viewed")
+    AUDIT_LOG_VIEWED = "audit_log_viewed", _("Audit log viewed")
+    AUDIT_LOG_EXPORTED = "audit_log_exported", _("Audit log exported")
+
+
+class Outcome(models.IntegerChoices):
+    """DICOM EventOutcomeIndicator."""
+
+    SUCCESS = 0, _("Success")
+    MINOR_FAILURE = 4, _("Minor failure")
+    SERIOUS_FAILURE = 8, _("Serious failure")
+    MAJOR_FAILURE = 12, _("Major failure")
+
+
+class EntryPoint(models.TextChoices):
+    WEB = "web", _("Staff web")
+    ADMIN = "admin", _("Back office")
+    API = "api", _("API")
+    DIMSE = "dimse", _("DICOM network")
+    PORTAL = "portal", _("Patient portal")
+    TASK = "task", _("Background task")
+    COMMAND = "command", _("Command line")
+
+
+_AUTH = ("110114", "User Authentication")
+_SECURITY = ("110113", "Security Alert")
+
+DICOM_EVENTS: dict[str, DicomEvent] = {
+    Action.LOGIN: DicomEvent(*_AUTH, "110122", "Login"),
+    Action.LOGIN_FAILED: DicomEvent(*_AUTH, "110122", "Login"),
+    Action.SECOND_FACTOR_FAILED: DicomEvent(*_AUTH, "110122", "Login"),
+    Action.LOGOUT: DicomEvent(*_AUTH, "110123", "Logout"),
+    Action.API_AUTH_FAILED: DicomEvent(*_SECURITY, "110126", "Node Authentication"),
+    Action.ACCOUNT_LOCKED: DicomEvent(*_SECURITY, "110137", "User Security Attributes Changed", "U"),
+    Action.SECOND_FACTOR_ENROLLED: DicomEvent(*_SECURITY, "110137", "User Security Attributes Changed", "U"),
+    Action.USER_CHANGED: DicomEvent(*_SECURITY, "110137", "User Security Attributes Changed", "U"),
+    Action.API_TOKEN_ISSUED: DicomEvent(*_SECURITY, "110137", "User Security Attributes Changed", "C"),
+    Action.API_TOKEN_REVOKED: DicomEvent(*_SECURITY, "110137", "User Security Attributes Changed", "D"),
+    Action.ROLE_GRANTED: DicomEvent(*_SECURITY, "110136", "Security Roles Changed", "C"),
+    Action.ROLE_REVOKED: DicomEvent(*_SECURITY, "110136", "Security Roles Changed", "D"),
+    Action.HOSPITAL_CHANGED: DicomEvent(*_SECURITY, "110132", "Use of Restricted Function", "U"),
+    Action.PATIENT_RECORD_VIEWED: DicomEvent("110110", "Patient Record", action_code="R"),
+    Action.AUDIT_LOG_VIEWED: DicomEvent("110101", "Audit Log Used", action_code="R"),
+    Action.AUDIT_LOG_EXPORTED: DicomEvent("110101", "Audit Log Used", action_code="R"),
+}

@@ -1,0 +1,42 @@
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.http import HttpRequest, HttpResponse
+
+from apps.tenants.access import staff_hospital_resolve
+
+
+def is_fully_signed_in(request: HttpRequest) -> bool:
+    """Signed in, and past the second factor where it is required."""
+    user = request.user
+    if not user.is_authenticated or not user.is_active:
+        return False
+    if settings.STAFF_OTP_REQUIRED and not user.is_verified():  # type: ignore[union-attr]
+        return False
+    return True
+
+
+def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_fully_signed_in(request):
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def hospital_staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """For views under ``/h/<hospital_code>/``: signed in, and a role at that hospital."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, hospital_code: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        if not is_fully_signed_in(request):
+            return redirect_to_login(request.get_full_path())
+        staff_hospital_resolve(request, hospital_code)
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,19 @@
+"""Production settings: HTTPS only, second factor enforced, secrets from the environment."""
+
+from config.env import env_required
+from config.settings.base import *  # noqa: F403
+
+SECRET_KEY = env_required("SECRET_KEY")
+AUDIT_CHAIN_KEY = env_required("AUDIT_CHAIN_KEY")
+DEBUG = False
+STAFF_OTP_REQUIRED = True
+
+SECURE_SSL_REDIRECT = True
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = 63072000
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = True
+CSRF_COOKIE_SECURE = True
+SESSION_COOKIE_NAME = "__Host-sessionid"
+CSRF_COOKIE_NAME = "__Host-csrftoken"

@@ -1,0 +1,20 @@
+"""Test settings: PostgreSQL with row-level security and Redis, never SQLite.
+
+The suite runs as the application role (``yingxiang_app``), which does not own the tables;
+migrations and test-database creation run as ``yingxiang_owner``. ``scripts/ensure_db_roles.py``
+creates both roles.
+"""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://yingxiang_app@127.0.0.1:5432/yingxiang")
+os.environ.setdefault("DATABASE_OWNER_URL", "postgres://yingxiang_owner@127.0.0.1:5432/yingxiang")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
+
+from config.settings.base import *  # noqa: E402, F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+VAR_DIR = BASE_DIR / "var" / "test"  # noqa: F405
+STORAGES["default"]["OPTIONS"] = {"location": str(VAR_DIR / "storage")}  # noqa: F405

@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from apps.core.views import healthz
+
+urlpatterns = [
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/", include("apps.accounts.urls")),
+    path("api/", include("apps.tenants.urls")),
+    path("i18n/", include("django.conf.urls.i18n")),
+    path("", include("apps.core.urls")),
+]
