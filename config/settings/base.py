@@ -215,3 +215,6 @@ DATABASE_APP_ROLE: str | None = DATABASES["default"].get("USER") if DATABASE_OWN
 
 # Messages live in the session, never in a cookie: one shows a new API token once.
 MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
+
+# seed_demo writes well-known passwords; production.py switches it off.
+DEMO_DATA_ALLOWED = True

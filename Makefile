@@ -1,0 +1,37 @@
+# The two commands of the README: `make run` and `make test`.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck migrations-check pytest venv
+
+$(PY):
+	@python=$$(scripts/find_python.sh) && "$$python" -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): requirements/base.txt requirements/test.txt | $(PY)
+	$(PY) -m pip install --quiet -r requirements/test.txt
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# Demo on embedded defaults: SQLite and files under var/, Celery tasks in-process, no second factor.
+run: venv
+	$(PY) manage.py compilemessages --ignore=.venv -v0
+	$(PY) manage.py collectstatic --noinput -v0
+	$(PY) manage.py migrate --noinput -v0
+	$(PY) manage.py seed_demo
+	@echo "Serving on http://127.0.0.1:8000 (staff sign-in at /accounts/login/)"
+	STAFF_OTP_REQUIRED=false $(PY) manage.py runserver 127.0.0.1:8000 --noreload
+
+# The whole suite against PostgreSQL and Redis (DATABASE_URL, REDIS_URL to choose others).
+test: venv
+	$(PY) scripts/check_services.py
+	$(PY) scripts/ensure_db_roles.py
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run -v1
+	$(VENV)/bin/mypy .
+	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py compilemessages --ignore=.venv -v0
+	$(VENV)/bin/pytest
