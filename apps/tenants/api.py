@@ -43,7 +43,7 @@ class HospitalAPIView(APIView):
         super().initial(request, *args, **kwargs)
         self.hospital, self.token = self._resolve(request, kwargs["hospital_code"])
 
-    def _refuse(self, request: Request, hospital: Hospital | None, reason: str) -> None:
+    def _audit_failure(self, request: Request, hospital: Hospital | None, reason: str) -> None:
         from apps.audit.services import audit_record
         from apps.audit.vocabulary import Action, EntryPoint, Outcome
 
@@ -55,6 +55,9 @@ class HospitalAPIView(APIView):
             outcome=Outcome.MINOR_FAILURE,
             details={"reason": reason, "path": request.path},
         )
+
+    def _refuse(self, request: Request, hospital: Hospital | None, reason: str) -> None:
+        self._audit_failure(request, hospital, reason)
         raise ApiAuthenticationFailed(_("A valid bearer token is required."))
 
     def _resolve(self, request: Request, code: str) -> tuple[Hospital, ApiToken]:
@@ -72,7 +75,8 @@ class HospitalAPIView(APIView):
             self._refuse(request, hospital, "unknown" if token is None else "revoked")
         assert token is not None
         if token.hospital_id != hospital.pk:
-            # A real token of another hospital: the same 404 as an absent hospital.
+            # A real token of another hospital: the same 404 as an absent hospital, and a record.
+            self._audit_failure(request, hospital, "other_hospital")
             raise Http404
         activate_hospital(hospital)
         needed = self.required_scopes.get(request.method or "GET")

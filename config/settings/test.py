@@ -18,3 +18,6 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 VAR_DIR = BASE_DIR / "var" / "test"  # noqa: F405
 STORAGES["default"]["OPTIONS"] = {"location": str(VAR_DIR / "storage")}  # noqa: F405
+# Static files are served from the finders in tests; no collectstatic needed.
+WHITENOISE_AUTOREFRESH = True
+WHITENOISE_USE_FINDERS = True
