@@ -10,20 +10,19 @@ import psycopg
 import pytest
 from django.conf import settings
 from django.test.utils import setup_databases, teardown_databases
+from django_otp import DEVICE_ID_SESSION_KEY
 
 from apps.accounts.models import User
 from apps.accounts.roles import HospitalRole, PlatformRole
-from django_otp import DEVICE_ID_SESSION_KEY
-
 from apps.tenants.context import hospital_context, reset
 from apps.tenants.db_roles import as_table_owner
 from apps.tenants.models import Hospital
 from tests.factories import (
     HospitalFactory,
-    confirmed_totp_device,
     MembershipFactory,
     PlatformRoleGrantFactory,
     UserFactory,
+    confirmed_totp_device,
 )
 
 
@@ -115,6 +114,7 @@ def owner_connection():
     """A separate connection as the table owner, for tests that tamper with rows directly."""
     database = settings.DATABASES["default"]
     owner = settings.DATABASE_OWNER
+    assert owner is not None, "the test settings name the owner role"
     connection = psycopg.connect(
         host=database["HOST"], port=database["PORT"] or 5432, dbname=database["NAME"], user=owner["USER"],
         password=owner.get("PASSWORD") or None, autocommit=True,

@@ -21,7 +21,7 @@ from apps.accounts.models import Membership, PlatformRoleGrant, User
 from apps.accounts.roles import SEPARATED_DUTIES, HospitalRole, PlatformRole
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
-from apps.core.backoffice import PlatformDutyMixin, acting_hospital, has_platform_role
+from apps.core.backoffice import BackOfficeModelAdmin, acting_hospital, has_platform_role
 
 
 class UserCreationForm(forms.ModelForm):
@@ -111,7 +111,7 @@ class PlatformRoleInline(admin.TabularInline):
 
 
 @admin.register(User)
-class UserAdmin(admin.ModelAdmin):
+class UserAdmin(BackOfficeModelAdmin):
     list_display = ["username", "display_name", "is_active", "locked_until"]
     search_fields = ["username", "display_name"]
     fields = ["username", "display_name", "email", "is_active", "locked_until"]
@@ -134,10 +134,10 @@ class UserAdmin(admin.ModelAdmin):
             kwargs["fields"] = ["username", "display_name", "email", "password1", "password2"]
         return super().get_form(request, obj, change=change, **kwargs)
 
-    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
         if obj is None:
             return ["username", "display_name", "email", "password1", "password2"]
-        return list(self.fields)
+        return self.fields
 
     def get_inlines(self, request: HttpRequest, obj: Any) -> list[Any]:
         inlines: list[Any] = [MembershipInline]
@@ -176,29 +176,30 @@ class UserAdmin(admin.ModelAdmin):
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         """Role grants and revocations go through the services, which audit them."""
         user: User = form.instance
+        formset.new_objects, formset.changed_objects, formset.deleted_objects = [], [], []
         with transaction.atomic():
             for inline_form in formset.forms:
-                if not inline_form.has_changed() and not inline_form.cleaned_data.get("DELETE"):
-                    continue
-                instance = inline_form.instance
-                deleting = inline_form.cleaned_data.get("DELETE")
-                if formset.model is Membership:
-                    self._save_membership(request, user, inline_form, instance, deleting)
-                elif formset.model is PlatformRoleGrant:
-                    if deleting and instance.pk:
+                data = getattr(inline_form, "cleaned_data", None) or {}
+                instance, deleting = inline_form.instance, bool(data.get("DELETE"))
+                if deleting and instance.pk:
+                    if formset.model is Membership:
+                        services.membership_revoke(actor=request.user, membership=instance, request=request)
+                    else:
                         services.platform_role_revoke(actor=request.user, grant=instance, request=request)
-                    elif not deleting and inline_form.cleaned_data.get("role"):
-                        services.platform_role_grant(
-                            actor=request.user, user=user, role=inline_form.cleaned_data["role"], request=request
-                        )
+                    formset.deleted_objects.append(instance)
+                elif not deleting and not instance.pk and data.get("role"):
+                    created = self._grant(request, user, formset.model, data)
+                    if created is not None:
+                        formset.new_objects.append(created)
 
-    def _save_membership(self, request: HttpRequest, user: User, inline_form: Any, instance: Any, deleting: bool) -> None:
-        if deleting and instance.pk:
-            services.membership_revoke(actor=request.user, membership=instance, request=request)
-            return
-        role = inline_form.cleaned_data.get("role")
-        hospital = inline_form.cleaned_data.get("hospital") if self._security(request) else acting_hospital(request)
-        if role and hospital is not None:
-            services.membership_grant(
-                actor=request.user, hospital=hospital, user=user, role=HospitalRole(role), request=request
+    def _grant(self, request: HttpRequest, user: User, model: Any, data: dict[str, Any]) -> Any:
+        if model is PlatformRoleGrant:
+            return services.platform_role_grant(
+                actor=request.user, user=user, role=PlatformRole(data["role"]), request=request
             )
+        hospital = data.get("hospital") if self._security(request) else acting_hospital(request)
+        if hospital is None:
+            return None
+        return services.membership_grant(
+            actor=request.user, hospital=hospital, user=user, role=HospitalRole(data["role"]), request=request
+        )

@@ -104,9 +104,7 @@ class PlatformRoleGrant(models.Model):
                 fields=["user"],
                 condition=Q(role__in=sorted(SEPARATED_DUTIES)),
                 name="platform_role_one_separated_duty",
-                violation_error_message=_(
-                    "An account may hold only one of system, security and audit administrator."
-                ),
+                violation_error_message=_("An account may hold only one of system, security and audit administrator."),
             ),
         ]
 

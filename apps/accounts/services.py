@@ -127,7 +127,9 @@ def platform_roles(user: Any) -> set[str]:
     return set(PlatformRoleGrant.objects.filter(user=user).values_list("role", flat=True))
 
 
-def membership_grant(*, actor: Any, hospital: Hospital, user: User, role: HospitalRole, request: HttpRequest | None = None) -> Membership:
+def membership_grant(
+    *, actor: Any, hospital: Hospital, user: User, role: HospitalRole, request: HttpRequest | None = None
+) -> Membership:
     """Give ``user`` a role at ``hospital`` (idempotent) and audit the change."""
     with transaction.atomic():
         membership, created = Membership.objects.get_or_create(hospital=hospital, user=user, role=role)
@@ -160,7 +162,9 @@ def membership_revoke(*, actor: Any, membership: Membership, request: HttpReques
         membership.delete()
 
 
-def platform_role_grant(*, actor: Any, user: User, role: PlatformRole, request: HttpRequest | None = None) -> PlatformRoleGrant:
+def platform_role_grant(
+    *, actor: Any, user: User, role: PlatformRole, request: HttpRequest | None = None
+) -> PlatformRoleGrant:
     """Give a platform role. Refuses a second of the separated duties (三员分立)."""
     with transaction.atomic():
         existing = platform_roles(user)

@@ -92,8 +92,13 @@ def otp_verify(request: HttpRequest) -> HttpResponse:
             request.session.pop(PENDING_USER_KEY, None)
             return _finish(request, user, device)
         if not form.is_valid():
-            audit_record(action=Action.SECOND_FACTOR_FAILED, request=request, actor=user, outcome=Outcome.MINOR_FAILURE,
-                         details={"reason": "malformed"})
+            audit_record(
+                action=Action.SECOND_FACTOR_FAILED,
+                request=request,
+                actor=user,
+                outcome=Outcome.MINOR_FAILURE,
+                details={"reason": "malformed"},
+            )
         error = _("The code is not right, or the account is locked for now. Try again with a new code.")
     return render(request, "accounts/otp_verify.html", {"form": form, "error": error}, status=400 if error else 200)
 

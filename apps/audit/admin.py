@@ -15,13 +15,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
-from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.roles import PlatformRole
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
-from apps.core.backoffice import acting_hospital, has_platform_role
+from apps.core.backoffice import BackOfficeModelAdmin, acting_hospital, has_platform_role
 
 EXPORT_FIELDS = [
     "public_id", "chain", "sequence", "occurred_at", "hospital_id", "actor_name", "actor_role", "action",
@@ -44,8 +43,17 @@ class _Echo:
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    list_display = ["occurred_at", "hospital", "actor_name", "action", "outcome", "entry_point", "object_type", "ip_address"]
+class AuditEventAdmin(BackOfficeModelAdmin):
+    list_display = [
+        "occurred_at",
+        "hospital",
+        "actor_name",
+        "action",
+        "outcome",
+        "entry_point",
+        "object_type",
+        "ip_address",
+    ]
     list_filter = ["action", "outcome", "entry_point", ("occurred_at", admin.DateFieldListFilter)]
     search_fields = ["actor_name", "object_id", "=public_id"]
     date_hierarchy = "occurred_at"
@@ -90,7 +98,9 @@ class AuditEventAdmin(admin.ModelAdmin):
             self._log_use(request, Action.AUDIT_LOG_VIEWED, {"filters": dict(request.GET.items())})
         return response
 
-    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> HttpResponse:
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
         response = super().change_view(request, object_id, form_url, extra_context)
         if response.status_code == 200:
             self._log_use(request, Action.AUDIT_LOG_VIEWED, {"event": object_id})
@@ -113,7 +123,7 @@ class AuditEventAdmin(admin.ModelAdmin):
         self._log_use(request, Action.AUDIT_LOG_EXPORTED, {"filters": dict(request.GET.items()), "count": count})
         return queryset[:EXPORT_LIMIT]
 
-    def export_csv(self, request: HttpRequest) -> HttpResponse:
+    def export_csv(self, request: HttpRequest) -> StreamingHttpResponse:
         events = list(self._filtered(request))
 
         def rows() -> Iterator[str]:

@@ -61,9 +61,9 @@ def audit_record(
     ``details`` must never hold patient identifiers in clear (name, ID number, phone); give
     public ids instead. The actor defaults to the request's authenticated user.
     """
-    if actor is None and request is not None and getattr(request, "user", None) is not None:
-        if request.user.is_authenticated:
-            actor = request.user
+    request_user = getattr(request, "user", None)
+    if actor is None and request_user is not None and request_user.is_authenticated:
+        actor = request_user
     dicom = DICOM_EVENTS[action]
     # Round-trip through JSON so what is hashed now is what the database gives back later.
     clean_details = json.loads(canonical_json(details or {}))

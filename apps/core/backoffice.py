@@ -9,13 +9,12 @@ it through the mixins below:
   and roles; audit admin: the audit trail); vendor operators see hospitals' service data only.
 """
 
-from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
@@ -34,7 +33,7 @@ _DUTY_SCOPES = {PlatformRole.SECURITY_ADMIN: "security", PlatformRole.AUDIT_ADMI
 def _admin_hospital(request: HttpRequest) -> Hospital | None:
     """The hospital a hospital admin works in: the last one chosen, else the first."""
     hospital_ids = list(
-        Membership.objects.filter(user=request.user, role=HospitalRole.HOSPITAL_ADMIN)
+        Membership.objects.filter(user_id=request.user.pk or 0, role=HospitalRole.HOSPITAL_ADMIN)
         .order_by("hospital__code")
         .values_list("hospital_id", flat=True)
     )
@@ -59,7 +58,7 @@ class BackOfficeSite(admin.AdminSite):
             return False
         return bool(getattr(request, "platform_roles", set())) or getattr(request, "hospital", None) is not None
 
-    def admin_view(self, view: Callable[..., HttpResponse], cacheable: bool = False) -> Callable[..., HttpResponse]:
+    def admin_view(self, view: Any, cacheable: bool = False) -> Any:
         inner = super().admin_view(view, cacheable)
 
         def scoped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
@@ -88,6 +87,14 @@ class BackOfficeSite(admin.AdminSite):
 
     def login(self, request: HttpRequest, extra_context: Any = None) -> HttpResponse:  # type: ignore[override]
         return redirect(f"{reverse('accounts:login')}?next={reverse('admin:index')}")
+
+
+class BackOfficeModelAdmin(admin.ModelAdmin):
+    """Base of every back-office screen: an object that is absent or not visible is a plain 404,
+    the same whether it exists in another hospital or not at all."""
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> HttpResponse:
+        raise Http404
 
 
 def acting_hospital(request: HttpRequest) -> Hospital | None:
@@ -132,25 +139,3 @@ class HospitalAdminScopedMixin:
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return self.has_module_permission(request)
-
-
-class PlatformDutyMixin:
-    """For screens of one or more platform duties only."""
-
-    duties: tuple[str, ...] = ()
-    read_only_duties: tuple[str, ...] = ()
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return has_platform_role(request, *self.duties, *self.read_only_duties)
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return self.has_module_permission(request)
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return has_platform_role(request, *self.duties)
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return has_platform_role(request, *self.duties)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False

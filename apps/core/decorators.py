@@ -14,9 +14,7 @@ def is_fully_signed_in(request: HttpRequest) -> bool:
     user = request.user
     if not user.is_authenticated or not user.is_active:
         return False
-    if settings.STAFF_OTP_REQUIRED and not user.is_verified():  # type: ignore[union-attr]
-        return False
-    return True
+    return not settings.STAFF_OTP_REQUIRED or bool(user.is_verified())  # type: ignore[union-attr,attr-defined]
 
 
 def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

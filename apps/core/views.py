@@ -20,7 +20,9 @@ def home(request: HttpRequest) -> HttpResponse:
     """The staff start page: the hospitals where the user has a role, and platform duties."""
     if not is_fully_signed_in(request):
         return redirect("accounts:login")
-    memberships = Membership.objects.filter(user=request.user).select_related("hospital").order_by("hospital__code")
+    memberships = (
+        Membership.objects.filter(user_id=request.user.pk or 0).select_related("hospital").order_by("hospital__code")
+    )
     hospitals: dict[str, dict] = {}
     for membership in memberships:
         entry = hospitals.setdefault(membership.hospital.code, {"hospital": membership.hospital, "roles": []})

@@ -1,18 +1,16 @@
 """The one choke point for loading tenant-owned objects and resolving a request's hospital."""
 
-from typing import Any, TypeVar
+from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
 
 from apps.tenants.context import activate_hospital
 from apps.tenants.models import Hospital
 
-ModelT = TypeVar("ModelT", bound=Model)
 
-
-def get_for_hospital_or_404(queryset: QuerySet[ModelT], hospital: Hospital, **lookup: Any) -> ModelT:
+def get_for_hospital_or_404[ModelT: Model](queryset: QuerySet[ModelT], hospital: Hospital, **lookup: Any) -> ModelT:
     """Load one object of ``hospital``; absent and belonging to another hospital look the same.
 
     Every view that loads a tenant-owned object by an id from the request goes through here. The
@@ -20,7 +18,7 @@ def get_for_hospital_or_404(queryset: QuerySet[ModelT], hospital: Hospital, **lo
     """
     try:
         return queryset.filter(hospital=hospital).get(**lookup)
-    except (queryset.model.DoesNotExist, ValidationError, ValueError) as error:
+    except (ObjectDoesNotExist, ValidationError, ValueError) as error:
         raise Http404 from error
 
 

@@ -1,22 +1,22 @@
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django import forms
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from apps.accounts.roles import PlatformRole
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
-from apps.core.backoffice import HospitalAdminScopedMixin, acting_hospital, has_platform_role
-from apps.tenants.services import api_token_issue, api_token_revoke
+from apps.core.backoffice import BackOfficeModelAdmin, HospitalAdminScopedMixin, acting_hospital, has_platform_role
 from apps.tenants.models import ApiToken, Hospital
+from apps.tenants.services import api_token_issue, api_token_revoke
 
 
 @admin.register(Hospital)
-class HospitalAdmin(admin.ModelAdmin):
+class HospitalAdmin(BackOfficeModelAdmin):
     """System admins configure hospitals; vendor operators and hospital admins only look."""
 
     list_display = ["code", "name_zh", "name_en", "institution_name", "status"]
@@ -71,7 +71,7 @@ class ApiTokenForm(forms.ModelForm):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(HospitalAdminScopedMixin, admin.ModelAdmin):
+class ApiTokenAdmin(HospitalAdminScopedMixin, BackOfficeModelAdmin):
     """Hospital admins issue and revoke their hospital's API tokens. The secret shows once."""
 
     list_display = ["name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]

@@ -8,7 +8,7 @@ token of another hospital, or an unknown hospital code: 404.
 import re
 from typing import Any, ClassVar
 
-from django.http import Http404, HttpRequest
+from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from rest_framework import exceptions, status
@@ -96,4 +96,3 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, exceptions.APIException):
         response.data = {"error": exc.default_code, "detail": response.data.get("detail", response.data)}
     return response
-

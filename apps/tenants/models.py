@@ -22,7 +22,7 @@ class RowLevelSecurity:
 
 hospital_code_validator = RegexValidator(
     r"^[a-z0-9][a-z0-9-]{1,30}$",
-    _("Use 2–31 lowercase letters, digits or hyphens, starting with a letter or digit."),
+    _("Use 2 to 31 lowercase letters, digits or hyphens, starting with a letter or digit."),
 )
 
 

@@ -128,7 +128,9 @@ def test_second_factor_can_be_switched_off_for_the_demo(client, settings):
 def test_open_redirect_is_refused(client, settings):
     settings.STAFF_OTP_REQUIRED = False
     user = UserFactory()
-    response = client.post(LOGIN + "?next=https://evil.example/", {"username": user.username, "password": DEFAULT_PASSWORD})
+    response = client.post(
+        LOGIN + "?next=https://evil.example/", {"username": user.username, "password": DEFAULT_PASSWORD}
+    )
     assert response["Location"] == reverse("core:home")
 
 

@@ -1,5 +1,7 @@
 """The audit trail is append-only and its hash chain reveals altered, deleted and reordered rows."""
 
+import itertools
+
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
@@ -147,6 +149,6 @@ def test_events_carry_dicom_codes_and_chain_links():
     assert events[0].event_type == "110122"
     assert events[0].previous_hash == ""
     assert [e.sequence for e in events] == [1, 2, 3, 4, 5]
-    assert all(later.previous_hash == earlier.hash for earlier, later in zip(events, events[1:], strict=False))
+    assert all(later.previous_hash == earlier.hash for earlier, later in itertools.pairwise(events))
     viewed = audit_record(action=Action.AUDIT_LOG_VIEWED, hospital=hospital)
     assert (viewed.event_id, viewed.action_code) == ("110101", "R")

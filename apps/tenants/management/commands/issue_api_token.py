@@ -13,7 +13,10 @@ class Command(BaseCommand):
         parser.add_argument("code")
         parser.add_argument("--name", default="api", help="What the token is for, for example 'RIS'")
         parser.add_argument(
-            "--scope", action="append", choices=ApiToken.Scope.values, help="Repeat for several (default: read and write)"
+            "--scope",
+            action="append",
+            choices=ApiToken.Scope.values,
+            help="Repeat for several (default: read and write)",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
