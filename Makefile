@@ -1,17 +1,20 @@
 # The two commands of the README: `make run` and `make test`.
 SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+# pip's notes about this machine's optional local package mirrors are noise here.
+QUIET_PIP := { grep -v '^WARNING: Location' || [ $$? -eq 1 ]; }
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck migrations-check pytest venv
+.PHONY: run test venv
 
 $(PY):
 	@python=$$(scripts/find_python.sh) && "$$python" -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade pip 2>&1 | $(QUIET_PIP)
 
 $(STAMP): requirements/base.txt requirements/test.txt | $(PY)
-	$(PY) -m pip install --quiet -r requirements/test.txt
+	$(PY) -m pip install --quiet -r requirements/test.txt 2>&1 | $(QUIET_PIP)
 	touch $(STAMP)
 
 venv: $(STAMP)
