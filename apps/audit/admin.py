@@ -10,11 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import admin
-from django.core.exceptions import PermissionDenied
+from django.contrib.admin.options import IncorrectLookupParameters
+from django.core.exceptions import BadRequest, PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils.translation import gettext as _
 
 from apps.accounts.roles import PlatformRole
 from apps.audit.models import AuditEvent
@@ -117,7 +119,10 @@ class AuditEventAdmin(BackOfficeModelAdmin):
         """The events the list shows with the same filters and search, oldest first."""
         if not self.has_view_permission(request):
             raise PermissionDenied
-        changelist = self.get_changelist_instance(request)
+        try:
+            changelist = self.get_changelist_instance(request)
+        except (IncorrectLookupParameters, ValidationError) as error:
+            raise BadRequest(_("The filters are not valid.")) from error
         queryset = changelist.get_queryset(request).order_by("occurred_at", "id")
         count = queryset.count()
         self._log_use(request, Action.AUDIT_LOG_EXPORTED, {"filters": dict(request.GET.items()), "count": count})

@@ -30,6 +30,17 @@ def client_ip(request: HttpRequest) -> str | None:
         return None
 
 
+def _scrub(value: Any) -> Any:
+    """PostgreSQL text and jsonb refuse NUL characters; replace them rather than lose the event."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    return value
+
+
 def _lock_head(chain: str) -> AuditChainHead:
     try:
         return AuditChainHead.objects.select_for_update().get(chain=chain)
@@ -66,7 +77,7 @@ def audit_record(
         actor = request_user
     dicom = DICOM_EVENTS[action]
     # Round-trip through JSON so what is hashed now is what the database gives back later.
-    clean_details = json.loads(canonical_json(details or {}))
+    clean_details = _scrub(json.loads(canonical_json(details or {})))
     chain = chain_name(hospital.pk if hospital else None)
     with transaction.atomic():
         head = _lock_head(chain)
@@ -77,7 +88,7 @@ def audit_record(
             occurred_at=timezone.now(),
             hospital=hospital,
             actor=actor,
-            actor_name=(actor_name or (actor.get_username() if actor else ""))[:150],
+            actor_name=_scrub(actor_name or (actor.get_username() if actor else ""))[:150],
             actor_role=actor_role[:32],
             action=action,
             event_id=dicom.event_id,
@@ -85,10 +96,10 @@ def audit_record(
             action_code=dicom.action_code,
             outcome=outcome,
             object_type=object_type,
-            object_id=str(object_id)[:80],
+            object_id=_scrub(str(object_id))[:80],
             entry_point=entry_point,
             ip_address=client_ip(request) if request is not None else None,
-            user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:300],
+            user_agent=_scrub(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:300],
             details=clean_details,
             previous_hash=head.hash,
         )

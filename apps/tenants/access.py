@@ -7,7 +7,7 @@ from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
 
 from apps.tenants.context import activate_hospital
-from apps.tenants.models import Hospital
+from apps.tenants.models import HOSPITAL_CODE_PATTERN, Hospital
 
 
 def get_for_hospital_or_404[ModelT: Model](queryset: QuerySet[ModelT], hospital: Hospital, **lookup: Any) -> ModelT:
@@ -24,6 +24,8 @@ def get_for_hospital_or_404[ModelT: Model](queryset: QuerySet[ModelT], hospital:
 
 def hospital_by_code_or_404(code: str) -> Hospital:
     """An active hospital by its URL code; unknown and suspended codes give the same 404."""
+    if not HOSPITAL_CODE_PATTERN.fullmatch(code):
+        raise Http404
     try:
         return Hospital.objects.get(code=code, status=Hospital.Status.ACTIVE)
     except Hospital.DoesNotExist as error:

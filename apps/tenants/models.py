@@ -1,3 +1,4 @@
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
@@ -20,8 +21,9 @@ class RowLevelSecurity:
     extra_policies: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
+HOSPITAL_CODE_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{1,30}")
 hospital_code_validator = RegexValidator(
-    r"^[a-z0-9][a-z0-9-]{1,30}$",
+    rf"^{HOSPITAL_CODE_PATTERN.pattern}$",
     _("Use 2 to 31 lowercase letters, digits or hyphens, starting with a letter or digit."),
 )
 
