@@ -27,6 +27,7 @@ INSTALLED_APPS = [
     "apps.tenants",
     "apps.accounts",
     "apps.audit",
+    "apps.imaging",
     "apps.core.admin_config.BackOfficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -131,6 +132,13 @@ STORAGES = {
     "default": _object_storage,
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
+# Envelope encryption of stored objects: a data key per object, wrapped by the hospital's key,
+# itself wrapped by this master key (32 bytes, base64). The demo derives one from SECRET_KEY;
+# production.py requires it.
+STORAGE_MASTER_KEY = env_str("STORAGE_MASTER_KEY") or ""
+STORAGE_CIPHER = env_str("STORAGE_CIPHER", "aes-256-gcm")  # or "sm4-gcm" (商用密码)
+STORAGE_SEGMENT_SIZE = env_int("STORAGE_SEGMENT_SIZE", 1024 * 1024)
+STAGING_DIR = Path(env_str("STAGING_DIR") or VAR_DIR / "staging")
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]

@@ -5,6 +5,7 @@ from config.settings.base import *  # noqa: F403
 
 SECRET_KEY = env_required("SECRET_KEY")
 AUDIT_CHAIN_KEY = env_required("AUDIT_CHAIN_KEY")
+STORAGE_MASTER_KEY = env_required("STORAGE_MASTER_KEY")
 DEBUG = False
 STAFF_OTP_REQUIRED = True
 

@@ -21,3 +21,4 @@ STORAGES["default"]["OPTIONS"] = {"location": str(VAR_DIR / "storage")}  # noqa:
 # Static files are served from the finders in tests; no collectstatic needed.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+STAGING_DIR = VAR_DIR / "staging"

@@ -35,6 +35,7 @@ def _production_env(**extra: str) -> dict[str, str]:
         DJANGO_SETTINGS_MODULE="config.settings.production",
         SECRET_KEY=secrets.token_urlsafe(50),
         AUDIT_CHAIN_KEY=secrets.token_urlsafe(32),
+        STORAGE_MASTER_KEY="MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
         ALLOWED_HOSTS="imaging.example.cn",
         DATABASE_URL="postgres://yingxiang_app@127.0.0.1:5432/yingxiang",
         **extra,
