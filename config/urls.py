@@ -7,6 +7,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("accounts/", include("apps.accounts.urls")),
+    path("api/<str:hospital_code>/dicom-web/", include("apps.dicomweb.urls")),
     path("api/", include("apps.tenants.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("", include("apps.core.urls")),

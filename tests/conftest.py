@@ -25,6 +25,8 @@ from tests.factories import (
     confirmed_totp_device,
 )
 
+pytest_plugins = ["tests.storage_fixtures"]
+
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     database = settings.DATABASES["default"]

@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.audit",
     "apps.imaging",
+    "apps.dicomweb",
     "apps.core.admin_config.BackOfficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -226,3 +227,12 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 
 # seed_demo writes well-known passwords; production.py switches it off.
 DEMO_DATA_ALLOWED = True
+
+# The largest single DICOM object accepted (whole-slide pathology can reach several GB).
+DICOM_MAX_OBJECT_SIZE = env_int("DICOM_MAX_OBJECT_SIZE", 4 * 1024**3)
+# The largest STOW-RS request body.
+STOW_MAX_REQUEST_SIZE = env_int("STOW_MAX_REQUEST_SIZE", 8 * 1024**3)
+
+CELERY_BEAT_SCHEDULE = {
+    "ingest-retry-stale": {"task": "apps.imaging.tasks.ingest_retry_stale", "schedule": 300.0},
+}

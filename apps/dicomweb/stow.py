@@ -1,0 +1,123 @@
+"""STOW-RS (PS3.18 10.5): store instances sent as multipart/related; type="application/dicom".
+
+200: every instance stored without warnings; 202: some failed or carry warnings; 409: none
+stored; 400: the body is not a well-formed multipart/related; 415: another media type.
+"""
+
+import json
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpResponse
+from rest_framework.request import Request
+
+from apps.dicomweb import dicomjson
+from apps.dicomweb.base import DICOM_JSON, DicomWebView
+from apps.dicomweb.multipart import MultipartError, parse_content_type, part_chunks, split_parts, spool
+from apps.imaging.ingest import staged_object_create, staged_object_process
+from apps.imaging.models import StagedObject
+from apps.imaging.staging import StagingTooLarge
+
+# PS3.18 Table 10.5.3-2 / PS3.4 status codes
+PROCESSING_FAILURE = 0x0110
+DUPLICATE_SOP_INSTANCE = 0x0111
+OUT_OF_RESOURCES = 0xA700
+DATA_SET_DOES_NOT_MATCH = 0xA900
+CANNOT_UNDERSTAND = 0xC000
+WARNING_DATA_SET_DOES_NOT_MATCH = 0xB007
+
+_FAILURE_REASONS = {
+    "SOP_INSTANCE_CONFLICT": DUPLICATE_SOP_INSTANCE,
+    "STUDY_MULTIPLE_PATIENTS": DATA_SET_DOES_NOT_MATCH,
+    "SERIES_IN_OTHER_STUDY": DATA_SET_DOES_NOT_MATCH,
+    "STUDY_UID_MISMATCH": DATA_SET_DOES_NOT_MATCH,
+    "TYPE1_MISSING": DATA_SET_DOES_NOT_MATCH,
+    "TOO_LARGE": OUT_OF_RESOURCES,
+}
+
+
+def _error(status: int, code: str, detail: str) -> HttpResponse:
+    return HttpResponse(json.dumps({"error": code, "detail": detail}), status=status, content_type="application/json")
+
+
+class StowView(DicomWebView):
+    def post(self, request: Request, hospital_code: str, study_uid: str | None = None) -> HttpResponse:
+        content_type = parse_content_type(request.META.get("CONTENT_TYPE", ""))
+        if content_type.media_type != "multipart/related":
+            return _error(415, "unsupported_media_type", 'Send multipart/related; type="application/dicom".')
+        part_type = content_type.params.get("type", "application/dicom").lower()
+        if part_type != "application/dicom":
+            return _error(415, "unsupported_media_type", "Only application/dicom parts are supported.")
+        boundary = content_type.params.get("boundary")
+        if not boundary:
+            return _error(400, "bad_request", "The multipart boundary is missing.")
+        try:
+            body = spool(request._request, max_size=settings.STOW_MAX_REQUEST_SIZE)
+        except MultipartError:
+            return _error(413, "too_large", "The request is larger than this server accepts.")
+        with body:
+            try:
+                mapped, parts = split_parts(body, boundary)
+            except MultipartError as error:
+                return _error(400, "bad_request", f"The multipart body is malformed: {error}.")
+            try:
+                return self._store(request, mapped, parts, study_uid)
+            finally:
+                if mapped is not None:
+                    mapped.close()
+
+    def _store(self, request: Request, mapped: Any, parts: list[Any], study_uid: str | None) -> HttpResponse:
+        batch = uuid.uuid4()
+        referenced: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        any_warning = False
+        for part in parts:
+            if part.content_type != "application/dicom":
+                failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
+                continue
+            try:
+                staged = staged_object_create(
+                    hospital=self.hospital, source=StagedObject.Source.STOW, chunks=part_chunks(mapped, part),
+                    batch=batch,
+                )  # fmt: skip
+            except StagingTooLarge:
+                failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
+                continue
+            outcome = staged_object_process(staged=staged, expected_study_uid=study_uid)
+            staged = outcome.staged
+            identity = {
+                "ReferencedSOPClassUID": staged.sop_class_uid or None,
+                "ReferencedSOPInstanceUID": staged.sop_instance_uid or None,
+            }
+            if staged.status in {StagedObject.Status.STORED, StagedObject.Status.DUPLICATE}:
+                item = dicomjson.dataset(**identity, RetrieveURL=self._instance_url(request, staged))
+                if outcome.warnings:
+                    any_warning = True
+                    item.update(dicomjson.dataset(WarningReason=WARNING_DATA_SET_DOES_NOT_MATCH))
+                referenced.append(item)
+            else:
+                reason = _FAILURE_REASONS.get(staged.error_code, CANNOT_UNDERSTAND)
+                failed.append(dicomjson.dataset(**identity, FailureReason=reason))
+        body: dict[str, Any] = {}
+        if study_uid:
+            body.update(dicomjson.dataset(RetrieveURL=self.study_url(request, study_uid)))
+        if referenced:
+            body.update(dicomjson.dataset(ReferencedSOPSequence=referenced))
+        if failed:
+            body.update(dicomjson.dataset(FailedSOPSequence=failed))
+        if not referenced:
+            status = 409
+        elif failed or any_warning:
+            status = 202
+        else:
+            status = 200
+        return HttpResponse(json.dumps(body), status=status, content_type=DICOM_JSON)
+
+    def _instance_url(self, request: Request, staged: StagedObject) -> str:
+        instance = staged.instance
+        assert instance is not None
+        series = instance.series
+        return self.instance_url(
+            request, series.study.study_instance_uid, series.series_instance_uid, instance.sop_instance_uid
+        )

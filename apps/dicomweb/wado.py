@@ -1,0 +1,114 @@
+"""WADO-RS (PS3.18 10.4): retrieve studies, series and instances as stored, and their metadata.
+
+Instances are streamed as multipart/related; type="application/dicom", decrypted segment by
+segment: what is returned is byte-identical to what was received. The database work is done
+before streaming starts, because the stream outlives the request's transaction.
+"""
+
+import json
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from django.http import HttpResponse, StreamingHttpResponse
+from rest_framework.request import Request
+
+from apps.dicomweb.base import DICOM_JSON, DicomWebView
+from apps.dicomweb.multipart import encode_part_header, parse_content_type
+from apps.imaging import selectors
+from apps.imaging.keys import hospital_key
+from apps.imaging.metadata import BULK_DATA_PLACEHOLDER, unseal_metadata
+from apps.imaging.models import Instance
+from apps.imaging.objectstore import StoredObject, object_open
+
+
+def _not_acceptable(detail: str) -> HttpResponse:
+    return HttpResponse(
+        json.dumps({"error": "not_acceptable", "detail": detail}), status=406, content_type="application/json"
+    )
+
+
+def _not_found() -> HttpResponse:
+    return HttpResponse(json.dumps({"error": "not_found", "detail": "Not found."}), status=404,
+                        content_type="application/json")  # fmt: skip
+
+
+def _accepted_transfer_syntaxes(accept: str) -> set[str] | None:
+    """The transfer syntaxes the client accepts for application/dicom parts; None for any.
+    Raises ValueError when the client accepts no application/dicom at all."""
+    if not accept.strip():
+        return None
+    syntaxes: set[str] = set()
+    acceptable = False
+    for item in accept.split(","):
+        content_type = parse_content_type(item)
+        if content_type.media_type in {"*/*", "multipart/*"}:
+            return None
+        if content_type.media_type == "multipart/related":
+            if content_type.params.get("type", "application/dicom").lower() not in {"application/dicom", "*/*"}:
+                continue
+            acceptable = True
+            syntax = content_type.params.get("transfer-syntax", "*")
+            if syntax == "*":
+                return None
+            syntaxes.add(syntax)
+    if not acceptable:
+        raise ValueError(accept)
+    return syntaxes
+
+
+def stored_object(instance: Instance) -> StoredObject:
+    return StoredObject(
+        key=instance.storage_key, suite=instance.cipher, wrapped_data_key=bytes(instance.wrapped_data_key),
+        segment_size=instance.segment_size, plaintext_size=instance.size, stored_size=instance.stored_size,
+        sha256=instance.sha256,
+    )  # fmt: skip
+
+
+def _multipart_stream(key: bytes, items: list[tuple[StoredObject, str]], boundary: str) -> Iterator[bytes]:
+    for stored, transfer_syntax in items:
+        yield encode_part_header(boundary, f"application/dicom; transfer-syntax={transfer_syntax}")
+        yield from object_open(hospital_key=key, stored=stored)
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+class RetrieveView(DicomWebView):
+    def get(self, request: Request, hospital_code: str, study_uid: str, series_uid: str | None = None,
+            sop_uid: str | None = None) -> HttpResponse | StreamingHttpResponse:  # fmt: skip
+        params = {"SOPInstanceUID": sop_uid} if sop_uid else {}
+        instances = list(selectors.instances_matching(self.hospital, params, study_uid, series_uid))
+        if not instances:
+            return _not_found()
+        try:
+            accepted = _accepted_transfer_syntaxes(request.META.get("HTTP_ACCEPT", ""))
+        except ValueError:
+            return _not_acceptable('This resource is available as multipart/related; type="application/dicom".')
+        if accepted is not None and any(i.transfer_syntax_uid not in accepted for i in instances):
+            return _not_acceptable("Instances are returned in the transfer syntax they were stored in.")
+        boundary = uuid.uuid4().hex
+        key = hospital_key(self.hospital)
+        items = [(stored_object(i), i.transfer_syntax_uid) for i in instances]
+        response = StreamingHttpResponse(
+            _multipart_stream(key, items, boundary),
+            content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
+        )
+        return response
+
+
+class MetadataView(DicomWebView):
+    def get(self, request: Request, hospital_code: str, study_uid: str, series_uid: str | None = None,
+            sop_uid: str | None = None) -> HttpResponse:  # fmt: skip
+        params = {"SOPInstanceUID": sop_uid} if sop_uid else {}
+        instances = list(selectors.instances_matching(self.hospital, params, study_uid, series_uid))
+        if not instances:
+            return _not_found()
+        documents: list[dict[str, Any]] = []
+        for instance in instances:
+            document = unseal_metadata(self.hospital, bytes(instance.metadata_sealed))
+            url = self.instance_url(request, study_uid, instance.series.series_instance_uid, instance.sop_instance_uid)
+            for element in document.values():
+                if element.get("BulkDataURI") == BULK_DATA_PLACEHOLDER:
+                    element["BulkDataURI"] = url
+            documents.append(document)
+        return HttpResponse(json.dumps(documents, ensure_ascii=False), content_type=DICOM_JSON)

@@ -1,0 +1,316 @@
+"""The one ingest pipeline behind STOW-RS, staff upload and the C-STORE gateway.
+
+receive -> ``staged_object_create`` (bytes fsync'd to staging, a row recorded) ->
+``staged_object_process`` (parse, validate, hash, deduplicate, encrypt, store, index, record
+findings). Processing runs in a Celery task for uploads and the gateway, and inline for STOW-RS,
+whose response must report each instance. A staged object that is still ``received`` after a
+crash is picked up again by ``ingest_retry_stale``; nothing is indexed half-way because indexing
+happens in one transaction after the encrypted object is stored, and a stored object whose
+indexing fails is deleted again.
+"""
+
+import hashlib
+import logging
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+
+from apps.imaging import metadata
+from apps.imaging.dicom.parse import DicomRejected, ParsedInstance, parse_part10
+from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy, validate_instance
+from apps.imaging.keys import blind_index, field_seal, hospital_key
+from apps.imaging.models import IngestConflict, Instance, Patient, Series, StagedObject, Study, ValidationFinding
+from apps.imaging.objectstore import StoredObject, object_delete, object_put
+from apps.imaging.staging import staging_path, staging_remove, staging_write
+from apps.tenants.context import activate_hospital
+from apps.tenants.models import Hospital
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class IngestOutcome:
+    staged: StagedObject
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        return self.staged.status
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == Severity.WARN]
+
+
+class _Refused(Exception):
+    def __init__(self, code: str, message_zh: str, message_en: str, *, conflict_with: Instance | None = None) -> None:
+        super().__init__(code)
+        self.code, self.message_zh, self.message_en = code, message_zh, message_en
+        self.conflict_with = conflict_with
+
+
+def validation_policy(hospital: Hospital) -> ValidationPolicy:
+    return ValidationPolicy(institution_name=hospital.institution_name)
+
+
+def staged_object_create(
+    *,
+    hospital: Hospital,
+    source: str,
+    chunks: Iterable[bytes],
+    original_name: str = "",
+    batch: uuid.UUID | None = None,
+) -> StagedObject:
+    """Write received bytes durably to staging and record them. Raises StagingTooLarge."""
+    public_id = uuid.uuid4()
+    size = staging_write(public_id, chunks, max_size=settings.DICOM_MAX_OBJECT_SIZE)
+    try:
+        return StagedObject.objects.create(
+            hospital=hospital,
+            public_id=public_id,
+            source=source,
+            batch=batch,
+            original_name=original_name[:255],
+            size=size,
+        )
+    except BaseException:
+        staging_remove(public_id)
+        raise
+
+
+def _remove_staging_after_commit(staged: StagedObject) -> None:
+    public_id = staged.public_id
+    transaction.on_commit(lambda: staging_remove(public_id))
+
+
+def _file_sha256(staged: StagedObject) -> str:
+    digest = hashlib.sha256()
+    with open(staging_path(staged.public_id), "rb") as handle:
+        while chunk := handle.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_existing(hospital: Hospital, parsed: ParsedInstance, sha256: str) -> Instance | None:
+    """Same SOP Instance UID: same bytes is a duplicate, other bytes a conflict."""
+    existing = Instance.objects.filter(hospital=hospital, sop_instance_uid=parsed.sop_instance_uid).first()
+    if existing is not None and existing.sha256 != sha256:
+        raise _Refused(
+            "SOP_INSTANCE_CONFLICT",
+            "该 SOP 实例 UID 已存储了不同的内容，已留待人工处理。",
+            "Different content is already stored under this SOP Instance UID; kept for staff to resolve.",
+            conflict_with=existing,
+        )
+    return existing
+
+
+def _patient_for(hospital: Hospital, parsed: ParsedInstance) -> Patient:
+    mrn_index = blind_index(hospital, parsed.patient_id, field="mrn")
+    patient = Patient.objects.filter(hospital=hospital, mrn_index=mrn_index).first()
+    if patient is not None:
+        return patient
+    try:
+        with transaction.atomic():
+            return Patient.objects.create(
+                hospital=hospital,
+                mrn_sealed=field_seal(hospital, parsed.patient_id, field="mrn"),
+                mrn_index=mrn_index,
+                name_sealed=field_seal(hospital, parsed.patient_name, field="name"),
+                name_index=blind_index(hospital, parsed.patient_name, field="name"),
+                birth_date_sealed=field_seal(
+                    hospital, parsed.patient_birth_date.isoformat() if parsed.patient_birth_date else "", field="birth"
+                ),
+                sex=parsed.patient_sex if parsed.patient_sex in {"M", "F", "O"} else "",
+            )
+    except IntegrityError:
+        return Patient.objects.get(hospital=hospital, mrn_index=mrn_index)
+
+
+def _study_patient_check(hospital: Hospital, parsed: ParsedInstance) -> None:
+    study = Study.objects.filter(hospital=hospital, study_instance_uid=parsed.study_instance_uid).first()
+    if study is None:
+        return
+    if study.patient.mrn_index != blind_index(hospital, parsed.patient_id, field="mrn"):
+        raise _Refused(
+            "STUDY_MULTIPLE_PATIENTS",
+            "同一检查中出现了第二位患者的身份。",
+            "A second patient identity appeared inside one study.",
+        )
+
+
+def _index(hospital: Hospital, parsed: ParsedInstance, stored: StoredObject, sealed_metadata: bytes) -> Instance:
+    patient = _patient_for(hospital, parsed)
+    study, _created = Study.objects.select_for_update().get_or_create(
+        hospital=hospital,
+        study_instance_uid=parsed.study_instance_uid,
+        defaults={
+            "patient": patient,
+            "accession_number": parsed.accession_number[:16],
+            "study_id": parsed.study_id[:16],
+            "study_date": parsed.study_date,
+            "study_time": parsed.study_time,
+            "description": parsed.study_description[:64],
+            "referring_physician_name": parsed.referring_physician_name[:200],
+        },
+    )
+    if study.patient_id != patient.pk:
+        raise _Refused(
+            "STUDY_MULTIPLE_PATIENTS",
+            "同一检查中出现了第二位患者的身份。",
+            "A second patient identity appeared inside one study.",
+        )
+    series, series_created = Series.objects.get_or_create(
+        hospital=hospital,
+        series_instance_uid=parsed.series_instance_uid,
+        defaults={
+            "study": study,
+            "modality": parsed.modality[:16],
+            "series_number": parsed.series_number,
+            "description": parsed.series_description[:64],
+            "body_part_examined": parsed.body_part_examined[:16],
+            "manufacturer": parsed.manufacturer[:64],
+            "station_name": parsed.station_name[:16],
+            "institution_name": parsed.institution_name[:64],
+        },
+    )
+    if series.study_id != study.pk:
+        raise _Refused(
+            "SERIES_IN_OTHER_STUDY",
+            "该序列 UID 已属于另一个检查。",
+            "This Series Instance UID already belongs to another study.",
+        )
+    instance = Instance.objects.create(
+        hospital=hospital,
+        series=series,
+        sop_class_uid=parsed.sop_class_uid,
+        sop_instance_uid=parsed.sop_instance_uid,
+        instance_number=parsed.instance_number,
+        transfer_syntax_uid=parsed.transfer_syntax_uid,
+        rows=parsed.rows,
+        columns=parsed.columns,
+        number_of_frames=parsed.number_of_frames or 1,
+        size=stored.plaintext_size,
+        sha256=stored.sha256,
+        storage_key=stored.key,
+        cipher=stored.suite,
+        wrapped_data_key=stored.wrapped_data_key,
+        segment_size=stored.segment_size,
+        stored_size=stored.stored_size,
+        metadata_sealed=sealed_metadata,
+    )
+    Series.objects.filter(pk=series.pk).update(number_of_instances=series.number_of_instances + 1)
+    modalities = [m for m in study.modalities.split("\\") if m]
+    if parsed.modality and parsed.modality not in modalities:
+        modalities.append(parsed.modality)
+    Study.objects.filter(pk=study.pk).update(
+        number_of_instances=study.number_of_instances + 1,
+        number_of_series=study.number_of_series + (1 if series_created else 0),
+        modalities="\\".join(sorted(modalities)),
+    )
+    return instance
+
+
+def _record_findings(staged: StagedObject, findings: list[Finding], modality: str, instance: Instance | None) -> None:
+    ValidationFinding.objects.bulk_create(
+        ValidationFinding(
+            hospital=staged.hospital,
+            staged=staged,
+            instance=instance,
+            code=finding.code,
+            severity=str(finding.severity),
+            modality=modality[:16],
+            message_zh=finding.message_zh[:300],
+            message_en=finding.message_en[:300],
+            details=dict(finding.details),
+        )
+        for finding in findings
+    )
+
+
+def _finish(staged: StagedObject, status: str, **fields: Any) -> None:
+    for name, value in fields.items():
+        setattr(staged, name, value)
+    staged.status = status
+    staged.save()
+
+
+def staged_object_process(*, staged: StagedObject, expected_study_uid: str | None = None) -> IngestOutcome:
+    """Ingest one staged object; idempotent: a finished one is returned as it is.
+
+    Runs inside the staged object's hospital context (the caller's transaction or its own).
+    ``expected_study_uid`` is the study a STOW-RS request was addressed to, if any.
+    """
+    hospital = staged.hospital
+    activate_hospital(hospital)
+    if staged.is_final:
+        return IngestOutcome(staged)
+    StagedObject.objects.filter(pk=staged.pk).update(attempts=staged.attempts + 1)
+    try:
+        parsed = parse_part10(staging_path(staged.public_id))
+    except DicomRejected as rejected:
+        with transaction.atomic():
+            _finish(
+                staged, StagedObject.Status.REJECTED, error_code=rejected.code,
+                error_message_zh=rejected.message_zh[:300], error_message_en=rejected.message_en[:300],
+            )  # fmt: skip
+        _remove_staging_after_commit(staged)
+        return IngestOutcome(staged)
+    findings = validate_instance(parsed, policy=validation_policy(hospital))
+    identity = {"sop_instance_uid": parsed.sop_instance_uid, "sop_class_uid": parsed.sop_class_uid}
+    rejections = [f for f in findings if f.severity == Severity.REJECT]
+    stored: StoredObject | None = None
+    try:
+        if expected_study_uid and parsed.study_instance_uid != expected_study_uid:
+            raise _Refused(
+                "STUDY_UID_MISMATCH",
+                "实例的检查 UID 与请求地址中的检查不一致。",
+                "The instance's Study Instance UID differs from the study in the request URL.",
+            )
+        if rejections:
+            first = rejections[0]
+            raise _Refused(first.code, first.message_zh, first.message_en)
+        sha256 = _file_sha256(staged)
+        existing = _check_existing(hospital, parsed, sha256)
+        if existing is not None:
+            with transaction.atomic():
+                _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
+            _remove_staging_after_commit(staged)
+            return IngestOutcome(staged, findings)
+        _study_patient_check(hospital, parsed)
+        sealed_metadata = metadata.seal_metadata(hospital, parsed)
+        with open(staging_path(staged.public_id), "rb") as source:
+            stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size)
+        if stored.sha256 != sha256:
+            raise _Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")
+        with transaction.atomic():
+            instance = _index(hospital, parsed, stored, sealed_metadata)
+            _record_findings(staged, findings, parsed.modality, instance)
+            _finish(staged, StagedObject.Status.STORED, instance=instance, **identity)
+    except _Refused as refused:
+        if stored is not None:
+            object_delete(stored.key)
+        with transaction.atomic():
+            status = StagedObject.Status.CONFLICT if refused.conflict_with else StagedObject.Status.REJECTED
+            _record_findings(staged, findings, parsed.modality, None)
+            _finish(
+                staged, status, error_code=refused.code, error_message_zh=refused.message_zh,
+                error_message_en=refused.message_en, **identity,
+            )  # fmt: skip
+            if refused.conflict_with is not None:
+                IngestConflict.objects.create(
+                    hospital=hospital, staged=staged, existing=refused.conflict_with,
+                    received_sha256=_file_sha256(staged),
+                )  # fmt: skip
+        if refused.conflict_with is None:
+            _remove_staging_after_commit(staged)
+        return IngestOutcome(staged, findings)
+    except BaseException:
+        if stored is not None:
+            object_delete(stored.key)
+        raise
+    _remove_staging_after_commit(staged)
+    return IngestOutcome(staged, findings)

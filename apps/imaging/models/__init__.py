@@ -1,0 +1,15 @@
+from apps.imaging.models.archive import Instance, Patient, Series, Study
+from apps.imaging.models.ingest import DicomNode, IngestConflict, StagedObject, ValidationFinding
+from apps.imaging.models.keys import HospitalKey
+
+__all__ = [
+    "DicomNode",
+    "HospitalKey",
+    "IngestConflict",
+    "Instance",
+    "Patient",
+    "Series",
+    "StagedObject",
+    "Study",
+    "ValidationFinding",
+]

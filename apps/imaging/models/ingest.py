@@ -1,0 +1,117 @@
+"""Staging and the ingest pipeline's records: what arrived, what became of it, what QC found."""
+
+import uuid
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from apps.tenants.models import RowLevelSecurity, TenantOwnedModel
+
+
+class StagedObject(TenantOwnedModel):
+    """Bytes received and written durably to staging, waiting to be (or having been) ingested."""
+
+    class Source(models.TextChoices):
+        STOW = "stow", _("STOW-RS")
+        UPLOAD = "upload", _("Staff upload")
+        DIMSE = "dimse", _("DICOM C-STORE")
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", _("Received")
+        STORED = "stored", _("Stored")
+        DUPLICATE = "duplicate", _("Already stored")
+        REJECTED = "rejected", _("Rejected")
+        CONFLICT = "conflict", _("Conflict")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    source = models.CharField(max_length=8, choices=Source.choices)
+    batch = models.UUIDField(null=True, blank=True, help_text="Groups the objects of one request or upload")
+    original_name = models.CharField(max_length=255, blank=True)
+    size = models.PositiveBigIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
+    attempts = models.PositiveIntegerField(default=0)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message_zh = models.CharField(max_length=300, blank=True)
+    error_message_en = models.CharField(max_length=300, blank=True)
+    sop_instance_uid = models.CharField(max_length=64, blank=True)
+    sop_class_uid = models.CharField(max_length=64, blank=True)
+    instance = models.ForeignKey("imaging.Instance", null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("staged object")
+        verbose_name_plural = _("staged objects")
+        indexes = [
+            models.Index(fields=["hospital", "status", "updated_at"]),
+            models.Index(fields=["hospital", "batch"]),
+        ]
+
+    def __str__(self) -> str:
+        return str(self.public_id)
+
+    @property
+    def is_final(self) -> bool:
+        return self.status != self.Status.RECEIVED
+
+
+class IngestConflict(TenantOwnedModel):
+    """Different bytes arrived under a SOP Instance UID already stored; staff decide."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    staged = models.OneToOneField(StagedObject, on_delete=models.PROTECT, related_name="conflict")
+    existing = models.ForeignKey("imaging.Instance", on_delete=models.PROTECT, related_name="conflicts")
+    received_sha256 = models.CharField(max_length=64)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("ingest conflict")
+        verbose_name_plural = _("ingest conflicts")
+
+    def __str__(self) -> str:
+        return str(self.public_id)
+
+
+class ValidationFinding(TenantOwnedModel):
+    """One data-validation finding (数据校验) on one received object, kept for QC."""
+
+    staged = models.ForeignKey(StagedObject, on_delete=models.PROTECT, related_name="findings")
+    instance = models.ForeignKey(
+        "imaging.Instance", null=True, blank=True, on_delete=models.PROTECT, related_name="findings"
+    )
+    code = models.CharField(max_length=40)
+    severity = models.CharField(max_length=8)
+    modality = models.CharField(max_length=16, blank=True)
+    message_zh = models.CharField(max_length=300)
+    message_en = models.CharField(max_length=300)
+    details = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("validation finding")
+        verbose_name_plural = _("validation findings")
+        indexes = [models.Index(fields=["hospital", "code", "created_at"])]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class DicomNode(TenantOwnedModel):
+    """An AE title registered to a hospital; the C-STORE gateway accepts only these."""
+
+    # The gateway learns the hospital from the calling AE title, before any hospital is set.
+    row_level_security = RowLevelSecurity(
+        extra_policies={"ae_lookup": ("SELECT", "ae_title = current_setting('app.ae_title', true)")}
+    )
+
+    ae_title = models.CharField(_("AE title"), max_length=16, unique=True)
+    description = models.CharField(_("description"), max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("DICOM node")
+        verbose_name_plural = _("DICOM nodes")
+
+    def __str__(self) -> str:
+        return self.ae_title

@@ -1,0 +1,217 @@
+"""Encrypted object storage for DICOM objects, through Django's default storage (filesystem or S3).
+
+Objects live under opaque keys, ``objects/<2 hex>/<32 hex>``, never anything derived from patient
+data, because bucket listings, access logs and backups show keys in the clear. The bytes are in the
+segmented format of :mod:`apps.imaging.crypto`, under a data key of their own that the hospital's key
+wraps. The caller keeps the returned :class:`StoredObject` (on the instance's row): without its
+wrapped key the stored bytes cannot be read.
+"""
+
+import hashlib
+import re
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from botocore.exceptions import ClientError
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import Storage, storages
+from storages.backends.s3 import S3File
+
+from apps.imaging.crypto import (
+    AES_256_GCM,
+    CiphertextRange,
+    CryptoIntegrityError,
+    Header,
+    ciphertext_range,
+    decrypt_stream,
+    encrypt_stream,
+    new_key,
+    unwrap_key,
+    wrap_key,
+)
+
+OBJECT_KEY_PATTERN = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{32}$")
+# Ciphertext beyond this spills from memory to a temporary file while an upload is prepared.
+_SPOOL_MAX_SIZE = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What must be kept about a stored object to read it back and check it."""
+
+    key: str
+    suite: str
+    wrapped_data_key: bytes
+    segment_size: int
+    plaintext_size: int
+    stored_size: int
+    sha256: str
+
+
+def _storage() -> Storage:
+    return storages["default"]
+
+
+def _check_object_key(key: str) -> None:
+    if not OBJECT_KEY_PATTERN.match(key):
+        raise ValueError(f"{key!r} is not an object key.")
+
+
+def _hashed_chunks(source: BinaryIO, digest: "hashlib._Hash", chunk_size: int) -> Iterator[bytes]:
+    while chunk := source.read(chunk_size):
+        digest.update(chunk)
+        yield chunk
+
+
+def object_put(
+    *, hospital_key: bytes, source: BinaryIO, size: int, suite: str | None = None, segment_size: int | None = None
+) -> StoredObject:
+    """Encrypt ``size`` bytes from ``source`` under a fresh data key and store them under a new opaque key.
+
+    The ciphertext goes through a temporary file (spilling to disk past 1 MiB) rather than straight to
+    the storage, because the storage API saves seekable files and S3 multipart uploads need known parts;
+    plaintext never touches the disk. A source holding more or fewer than ``size`` bytes raises
+    ValueError and stores nothing.
+    """
+    chosen_suite: str = suite or settings.STORAGE_CIPHER or AES_256_GCM
+    chosen_segment_size: int = segment_size or settings.STORAGE_SEGMENT_SIZE
+    object_id = uuid.uuid4().hex
+    key = f"objects/{object_id[:2]}/{object_id}"
+    data_key = new_key(chosen_suite)
+    wrapped_data_key = wrap_key(kek=hospital_key, key=data_key, context=key.encode())
+    digest = hashlib.sha256()
+    pieces = encrypt_stream(
+        chunks=_hashed_chunks(source, digest, chosen_segment_size),
+        key=data_key,
+        suite=chosen_suite,
+        object_id=key,
+        segment_size=chosen_segment_size,
+        plaintext_size=size,
+    )
+    storage = _storage()
+    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX_SIZE, dir=settings.FILE_UPLOAD_TEMP_DIR) as spool:
+        for piece in pieces:
+            spool.write(piece)
+        stored_size = spool.tell()
+        spool.seek(0)
+        saved_key = storage.save(key, File(spool, name=key))
+    if saved_key != key:
+        # A renamed object would be unreadable: the data key and every segment are bound to the key.
+        storage.delete(saved_key)
+        raise RuntimeError(f"The storage saved {key!r} as {saved_key!r}; object keys must be kept exactly.")
+    return StoredObject(
+        key=key,
+        suite=chosen_suite,
+        wrapped_data_key=wrapped_data_key,
+        segment_size=chosen_segment_size,
+        plaintext_size=size,
+        stored_size=stored_size,
+        sha256=digest.hexdigest(),
+    )
+
+
+def object_open(
+    *, hospital_key: bytes, stored: StoredObject, start: int = 0, end: int | None = None
+) -> Iterator[bytes]:
+    """Stream the plaintext bytes [start, end) of a stored object, checking every segment read.
+
+    The data key is unwrapped before this returns, so a wrong hospital key fails at the call, before a
+    response has started; the storage is opened when iteration begins. A read of the whole object
+    also checks the stored size and the SHA-256 recorded at upload (the last check can only come
+    after the last byte). Failures raise CryptoIntegrityError. ``end`` past the object is clamped.
+    """
+    _check_object_key(stored.key)
+    if start < 0 or (end is not None and end < start):
+        raise ValueError(f"Invalid range [{start}, {end}).")
+    data_key = unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=stored.key.encode())
+    header = Header(suite=stored.suite, segment_size=stored.segment_size, plaintext_size=stored.plaintext_size)
+    stop = header.plaintext_size if end is None else min(end, header.plaintext_size)
+    return _plaintext_pieces(stored=stored, data_key=data_key, header=header, start=min(start, stop), end=stop)
+
+
+def _plaintext_pieces(
+    *, stored: StoredObject, data_key: bytes, header: Header, start: int, end: int
+) -> Iterator[bytes]:
+    whole = start == 0 and end == header.plaintext_size
+    digest = hashlib.sha256()
+    with _storage().open(stored.key, "rb") as opened:
+        if opened.size != stored.stored_size:
+            raise CryptoIntegrityError(f"{stored.key} holds {opened.size} bytes, not the {stored.stored_size} stored.")
+        read = _reader(opened, ciphertext_range(header=header, start=start, end=end))
+        try:
+            pieces = decrypt_stream(
+                read=read, key=data_key, object_id=stored.key, start=start, end=end, expected_header=header
+            )
+            for piece in pieces:
+                if whole:
+                    digest.update(piece)
+                yield piece
+        finally:
+            if isinstance(read, _S3RangeReader):
+                read.close()
+    if whole and digest.hexdigest() != stored.sha256:
+        raise CryptoIntegrityError(f"{stored.key} does not match the SHA-256 recorded when it was stored.")
+
+
+def _reader(opened: File, span: CiphertextRange) -> Callable[[int, int], bytes]:
+    if isinstance(opened, S3File):
+        return _S3RangeReader(opened.obj, span_start=span.offset, span_stop=span.offset + span.length)
+
+    def read(offset: int, length: int) -> bytes:
+        opened.seek(offset)
+        return opened.read(length)
+
+    return read
+
+
+class _S3RangeReader:
+    """Reads an S3 object by HTTP range, keeping one response streaming across consecutive reads.
+
+    Reading through S3File would first download the whole object into memory (django-storages spools
+    it with no size limit by default), which neither a 2 GB study nor a one-frame range can afford.
+    """
+
+    def __init__(self, s3_object: Any, *, span_start: int, span_stop: int) -> None:
+        self._object = s3_object
+        self._span_start = span_start
+        self._span_stop = span_stop
+        self._body: Any = None
+        self._position = -1
+
+    def __call__(self, offset: int, length: int) -> bytes:
+        if self._body is None or offset != self._position:
+            self.close()
+            # A read that leads into the needed segments streams on to their end in the same request.
+            leads_into_span = offset < self._span_stop and offset + length >= self._span_start
+            last_byte = max(offset + length, self._span_stop if leads_into_span else 0) - 1
+            try:
+                response = self._object.get(Range=f"bytes={offset}-{last_byte}")
+            except ClientError as error:
+                if error.response.get("Error", {}).get("Code") == "InvalidRange":
+                    return b""  # past the end of a truncated object; the caller sees a short read
+                raise
+            self._body = response["Body"]
+            self._position = offset
+        parts = []
+        remaining = length
+        while remaining > 0 and (part := self._body.read(remaining)):
+            parts.append(part)
+            remaining -= len(part)
+        data = b"".join(parts)
+        self._position += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._body is not None:
+            self._body.close()
+            self._body = None
+
+
+def object_delete(key: str) -> None:
+    """Delete a stored object; only object keys are accepted, so a stray name cannot delete other files."""
+    _check_object_key(key)
+    _storage().delete(key)

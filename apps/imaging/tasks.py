@@ -1,0 +1,44 @@
+"""Celery tasks of the archive: thin wrappers that load by id and call one service."""
+
+from datetime import timedelta
+from functools import partial
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+from apps.imaging.ingest import staged_object_process
+from apps.imaging.models import StagedObject
+from apps.tenants.context import hospital_context
+from apps.tenants.models import Hospital
+
+STALE_AFTER = timedelta(minutes=10)
+MAX_ATTEMPTS = 5
+
+
+@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=MAX_ATTEMPTS)
+def ingest_staged_object(hospital_id: int, staged_public_id: str) -> str:
+    """Ingest one staged object. Safe to run twice: a finished object is left as it is."""
+    hospital = Hospital.objects.get(pk=hospital_id)
+    with hospital_context(hospital):
+        staged = StagedObject.objects.select_for_update(skip_locked=True).filter(public_id=staged_public_id).first()
+        if staged is None:
+            return "busy-or-absent"
+        return staged_object_process(staged=staged).status
+
+
+@shared_task
+def ingest_retry_stale() -> int:
+    """Re-queue objects left ``received`` by a crash; run periodically (celery beat)."""
+    queued = 0
+    cutoff = timezone.now() - STALE_AFTER
+    for hospital in Hospital.objects.all():
+        with hospital_context(hospital):
+            stale = StagedObject.objects.filter(
+                hospital=hospital, status=StagedObject.Status.RECEIVED, updated_at__lt=cutoff,
+                attempts__lt=MAX_ATTEMPTS,
+            ).values_list("public_id", flat=True)  # fmt: skip
+            for public_id in stale:
+                transaction.on_commit(partial(ingest_staged_object.delay, hospital.pk, str(public_id)))
+                queued += 1
+    return queued

@@ -1,0 +1,283 @@
+import dataclasses
+import hashlib
+import io
+import os
+import re
+import tracemalloc
+
+import pytest
+
+from apps.imaging.crypto import AES_256_GCM, HEADER_SIZE, SM4_GCM, TAG_SIZE, CryptoIntegrityError, KeyUnwrapError
+from apps.imaging.objectstore import StoredObject, object_delete, object_open, object_put
+
+SEGMENT = 1024
+KEY_PATTERN = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{32}$")
+# A distinctive string standing in for patient data that must never reach the storage in the clear.
+MARKER = b"PATIENT^ZHANG^SAN^MARKER-20240101"
+
+
+def plaintext_of(size: int) -> bytes:
+    body = bytes((index * 13) % 256 for index in range(size))
+    if size > len(MARKER) * 3:
+        middle = size // 2
+        body = body[:middle] + MARKER + body[middle + len(MARKER) :]
+    return body
+
+
+def put(data: bytes, hospital_key: bytes, **options) -> StoredObject:
+    return object_put(hospital_key=hospital_key, source=io.BytesIO(data), size=len(data), **options)
+
+
+def read_back(stored: StoredObject, hospital_key: bytes, start: int = 0, end: int | None = None) -> bytes:
+    return b"".join(object_open(hospital_key=hospital_key, stored=stored, start=start, end=end))
+
+
+def stored_bytes(storage, key: str) -> bytes:
+    with storage.open(key, "rb") as opened:
+        return opened.read()
+
+
+def overwrite(storage, key: str, data: bytes) -> None:
+    storage.delete(key)
+    assert storage.save(key, io.BytesIO(data)) == key
+
+
+def flip_bit(data: bytes, offset: int) -> bytes:
+    return data[:offset] + bytes([data[offset] ^ 0x01]) + data[offset + 1 :]
+
+
+@pytest.fixture
+def hospital_key() -> bytes:
+    return os.urandom(32)
+
+
+class GeneratedSource(io.RawIOBase):
+    """A large, deterministic source produced on demand, so the test itself holds none of it."""
+
+    def __init__(self, size: int) -> None:
+        self.remaining = size
+        self.block = bytes(range(256)) * 256
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = min(len(buffer), self.remaining, len(self.block))
+        buffer[:count] = self.block[:count]
+        self.remaining -= count
+        return count
+
+
+# --- Filesystem storage ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suite", [AES_256_GCM, SM4_GCM])
+@pytest.mark.parametrize("size", [0, 1, SEGMENT, SEGMENT + 1, 4 * SEGMENT + 200])
+def test_put_then_open_returns_the_plaintext(local_storage, hospital_key: bytes, suite: str, size: int):
+    data = plaintext_of(size)
+
+    stored = put(data, hospital_key, suite=suite, segment_size=SEGMENT)
+
+    assert read_back(stored, hospital_key) == data
+
+
+def test_put_records_what_reading_back_needs(local_storage, hospital_key: bytes):
+    data = plaintext_of(3 * SEGMENT + 5)
+
+    stored = put(data, hospital_key, suite=SM4_GCM, segment_size=SEGMENT)
+
+    assert (stored.suite, stored.segment_size, stored.plaintext_size) == (SM4_GCM, SEGMENT, len(data))
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert stored.stored_size == local_storage.size(stored.key) == HEADER_SIZE + len(data) + 4 * TAG_SIZE
+
+
+def test_put_defaults_to_the_configured_suite_and_segment_size(local_storage, settings, hospital_key: bytes):
+    settings.STORAGE_CIPHER = SM4_GCM
+    settings.STORAGE_SEGMENT_SIZE = 2048
+
+    stored = put(b"dicom", hospital_key)
+
+    assert (stored.suite, stored.segment_size) == (SM4_GCM, 2048)
+
+
+def test_object_keys_are_opaque_and_distinct(local_storage, hospital_key: bytes):
+    first, second = put(MARKER, hospital_key), put(MARKER, hospital_key)
+
+    assert KEY_PATTERN.match(first.key)
+    assert KEY_PATTERN.match(second.key)
+    assert first.key != second.key
+
+
+def test_stored_bytes_do_not_contain_the_plaintext(local_storage, hospital_key: bytes):
+    stored = put(plaintext_of(4 * SEGMENT), hospital_key, segment_size=SEGMENT)
+
+    assert MARKER not in stored_bytes(local_storage, stored.key)
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(0, 0), (0, 10), (SEGMENT - 3, SEGMENT + 3), (SEGMENT, 3 * SEGMENT), (4 * SEGMENT, None), (10, 10**9)],
+)
+def test_open_range_returns_exactly_the_slice(local_storage, hospital_key: bytes, start: int, end: int | None):
+    data = plaintext_of(4 * SEGMENT + 200)
+    stored = put(data, hospital_key, segment_size=SEGMENT)
+
+    assert read_back(stored, hospital_key, start, end) == data[start:end]
+
+
+def test_open_with_another_hospital_key_fails_at_the_call(local_storage, hospital_key: bytes):
+    stored = put(b"dicom", hospital_key)
+
+    with pytest.raises(KeyUnwrapError):
+        object_open(hospital_key=os.urandom(32), stored=stored)
+
+
+def test_wrapped_key_moved_to_another_object_does_not_unwrap(local_storage, hospital_key: bytes):
+    first, second = put(b"first", hospital_key), put(b"second", hospital_key)
+
+    with pytest.raises(KeyUnwrapError):
+        object_open(
+            hospital_key=hospital_key, stored=dataclasses.replace(second, wrapped_data_key=first.wrapped_data_key)
+        )
+
+
+def test_bytes_copied_over_another_object_are_detected(local_storage, hospital_key: bytes):
+    first, second = put(b"first object", hospital_key), put(b"other object", hospital_key)
+    overwrite(local_storage, second.key, stored_bytes(local_storage, first.key))
+
+    with pytest.raises(CryptoIntegrityError):
+        read_back(second, hospital_key)
+
+
+def test_flipped_bit_in_storage_is_detected(local_storage, hospital_key: bytes):
+    stored = put(plaintext_of(3 * SEGMENT), hospital_key, segment_size=SEGMENT)
+    overwrite(local_storage, stored.key, flip_bit(stored_bytes(local_storage, stored.key), HEADER_SIZE + SEGMENT))
+
+    with pytest.raises(CryptoIntegrityError):
+        read_back(stored, hospital_key)
+
+
+def test_truncated_object_is_detected(local_storage, hospital_key: bytes):
+    stored = put(plaintext_of(3 * SEGMENT), hospital_key, segment_size=SEGMENT)
+    overwrite(local_storage, stored.key, stored_bytes(local_storage, stored.key)[: -(SEGMENT + TAG_SIZE)])
+
+    with pytest.raises(CryptoIntegrityError):
+        read_back(stored, hospital_key)
+
+
+def test_recorded_checksum_mismatch_is_detected_on_a_whole_read(local_storage, hospital_key: bytes):
+    stored = put(b"dicom", hospital_key)
+
+    with pytest.raises(CryptoIntegrityError, match="SHA-256"):
+        read_back(dataclasses.replace(stored, sha256=hashlib.sha256(b"other").hexdigest()), hospital_key)
+
+
+def test_source_shorter_than_declared_stores_nothing(local_storage, hospital_key: bytes):
+    with pytest.raises(ValueError, match="declared"):
+        object_put(hospital_key=hospital_key, source=io.BytesIO(b"short"), size=6)
+
+    assert not os.path.exists(local_storage.location) or not any(os.scandir(local_storage.location))
+
+
+def test_delete_removes_the_object(local_storage, hospital_key: bytes):
+    stored = put(b"dicom", hospital_key)
+
+    object_delete(stored.key)
+
+    assert not local_storage.exists(stored.key)
+
+
+def test_delete_refuses_a_name_that_is_not_an_object_key(local_storage):
+    with pytest.raises(ValueError):
+        object_delete("../settings.py")
+
+
+def test_large_object_streams_in_bounded_memory(local_storage, hospital_key: bytes):
+    size = 64 * 1024 * 1024
+    expected = hashlib.sha256()
+    source = GeneratedSource(size)
+    while chunk := source.read(1024 * 1024):
+        expected.update(chunk)
+
+    tracemalloc.start()
+    try:
+        stored = object_put(hospital_key=hospital_key, source=GeneratedSource(size), size=size)
+        digest, received = hashlib.sha256(), 0
+        for piece in object_open(hospital_key=hospital_key, stored=stored):
+            digest.update(piece)
+            received += len(piece)
+        _current, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert (received, digest.hexdigest()) == (size, expected.hexdigest())
+    assert stored.sha256 == expected.hexdigest()
+    assert peak < 16 * 1024 * 1024
+
+
+# --- S3 storage (moto server) ---------------------------------------------------------------
+
+
+def test_s3_put_then_open_returns_the_plaintext(s3_storage, hospital_key: bytes):
+    data = plaintext_of(5 * SEGMENT + 7)
+
+    stored = put(data, hospital_key, segment_size=SEGMENT)
+
+    assert read_back(stored, hospital_key) == data
+    assert stored.stored_size == s3_storage.size(stored.key)
+
+
+@pytest.mark.parametrize(("start", "end"), [(0, 0), (SEGMENT - 3, SEGMENT + 3), (2 * SEGMENT, 2 * SEGMENT + 1)])
+def test_s3_open_range_returns_exactly_the_slice(s3_storage, hospital_key: bytes, start: int, end: int):
+    data = plaintext_of(5 * SEGMENT + 7)
+    stored = put(data, hospital_key, segment_size=SEGMENT)
+
+    assert read_back(stored, hospital_key, start, end) == data[start:end]
+
+
+def test_s3_empty_object_round_trips(s3_storage, hospital_key: bytes):
+    stored = put(b"", hospital_key, suite=SM4_GCM)
+
+    assert read_back(stored, hospital_key) == b""
+
+
+def test_s3_bucket_holds_only_opaque_ciphertext(s3_storage, s3_server, hospital_key: bytes):
+    stored = put(plaintext_of(4 * SEGMENT), hospital_key, segment_size=SEGMENT)
+    client = s3_server.client()
+
+    keys = [item["Key"] for item in client.list_objects_v2(Bucket=s3_server.bucket).get("Contents", [])]
+    body = client.get_object(Bucket=s3_server.bucket, Key=stored.key)["Body"].read()
+
+    assert stored.key in keys
+    assert all(KEY_PATTERN.match(key) for key in keys)
+    assert MARKER not in body
+
+
+def test_s3_truncated_object_is_detected(s3_storage, s3_server, hospital_key: bytes):
+    stored = put(plaintext_of(3 * SEGMENT), hospital_key, segment_size=SEGMENT)
+    client = s3_server.client()
+    body = client.get_object(Bucket=s3_server.bucket, Key=stored.key)["Body"].read()
+    client.put_object(Bucket=s3_server.bucket, Key=stored.key, Body=body[: -(SEGMENT + TAG_SIZE)])
+
+    with pytest.raises(CryptoIntegrityError):
+        read_back(stored, hospital_key)
+
+
+def test_s3_truncation_is_detected_even_when_the_recorded_size_agrees(s3_storage, s3_server, hospital_key: bytes):
+    stored = put(plaintext_of(3 * SEGMENT), hospital_key, segment_size=SEGMENT)
+    client = s3_server.client()
+    body = client.get_object(Bucket=s3_server.bucket, Key=stored.key)["Body"].read()
+    truncated = body[: -(SEGMENT + TAG_SIZE)]
+    client.put_object(Bucket=s3_server.bucket, Key=stored.key, Body=truncated)
+
+    with pytest.raises(CryptoIntegrityError, match="truncated"):
+        read_back(dataclasses.replace(stored, stored_size=len(truncated)), hospital_key, 2 * SEGMENT, 3 * SEGMENT)
+
+
+def test_s3_delete_removes_the_object(s3_storage, s3_server, hospital_key: bytes):
+    stored = put(b"dicom", hospital_key)
+
+    object_delete(stored.key)
+
+    keys = [item["Key"] for item in s3_server.client().list_objects_v2(Bucket=s3_server.bucket).get("Contents", [])]
+    assert stored.key not in keys
