@@ -10,5 +10,6 @@ urlpatterns = [
     path("api/<str:hospital_code>/dicom-web/", include("apps.dicomweb.urls")),
     path("api/", include("apps.tenants.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
+    path("h/<str:hospital_code>/", include("apps.imaging.urls")),
     path("", include("apps.core.urls")),
 ]

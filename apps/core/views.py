@@ -3,6 +3,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET
 
 from apps.accounts.models import Membership
+from apps.accounts.roles import HospitalRole
 from apps.accounts.services import platform_roles
 from apps.core.decorators import hospital_staff_required, is_fully_signed_in
 from apps.core.health import health_report
@@ -34,4 +35,6 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @hospital_staff_required
 def hospital_home(request: HttpRequest) -> HttpResponse:
-    return render(request, "core/hospital_home.html", {"roles": sorted(request.hospital_roles)})  # type: ignore[attr-defined]
+    roles = request.hospital_roles  # type: ignore[attr-defined]
+    can_upload = bool(roles & {HospitalRole.TECHNOLOGIST, HospitalRole.HOSPITAL_ADMIN})
+    return render(request, "core/hospital_home.html", {"roles": sorted(roles), "can_upload": can_upload})

@@ -236,3 +236,8 @@ STOW_MAX_REQUEST_SIZE = env_int("STOW_MAX_REQUEST_SIZE", 8 * 1024**3)
 CELERY_BEAT_SCHEDULE = {
     "ingest-retry-stale": {"task": "apps.imaging.tasks.ingest_retry_stale", "schedule": 300.0},
 }
+
+# Zip uploads: caps against zip bombs.
+UPLOAD_ZIP_MAX_TOTAL = env_int("UPLOAD_ZIP_MAX_TOTAL", 16 * 1024**3)
+UPLOAD_ZIP_MAX_ENTRIES = env_int("UPLOAD_ZIP_MAX_ENTRIES", 100_000)
+UPLOAD_ZIP_MAX_RATIO = env_int("UPLOAD_ZIP_MAX_RATIO", 200)
