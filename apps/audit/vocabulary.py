@@ -36,6 +36,9 @@ class Action(models.TextChoices):
     PATIENT_RECORD_VIEWED = "patient_record_viewed", _("Patient record viewed")
     AUDIT_LOG_VIEWED = "audit_log_viewed", _("Audit log viewed")
     AUDIT_LOG_EXPORTED = "audit_log_exported", _("Audit log exported")
+    STUDIES_QUERIED = "studies_queried", _("Studies queried")
+    INSTANCES_ACCESSED = "instances_accessed", _("DICOM instances accessed")
+    INSTANCES_IMPORTED = "instances_imported", _("DICOM instances imported")
 
 
 class Outcome(models.IntegerChoices):
@@ -77,4 +80,7 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     Action.PATIENT_RECORD_VIEWED: DicomEvent("110110", "Patient Record", action_code="R"),
     Action.AUDIT_LOG_VIEWED: DicomEvent("110101", "Audit Log Used", action_code="R"),
     Action.AUDIT_LOG_EXPORTED: DicomEvent("110101", "Audit Log Used", action_code="R"),
+    Action.STUDIES_QUERIED: DicomEvent("110112", "Query", action_code="E"),
+    Action.INSTANCES_ACCESSED: DicomEvent("110103", "DICOM Instances Accessed", action_code="R"),
+    Action.INSTANCES_IMPORTED: DicomEvent("110107", "Import", action_code="C"),
 }

@@ -2,6 +2,8 @@ from typing import Any, ClassVar
 
 from django.http import HttpRequest
 
+from apps.audit.services import audit_record
+from apps.audit.vocabulary import Action, EntryPoint
 from apps.tenants.api import HospitalAPIView
 
 DICOM_JSON = "application/dicom+json"
@@ -11,6 +13,15 @@ class DicomWebView(HospitalAPIView):
     """Every DICOMweb endpoint: hospital from URL and token; read for GET, write for POST."""
 
     required_scopes: ClassVar[dict[str, str]] = {"GET": "read", "HEAD": "read", "POST": "write"}
+
+    def audit(self, request: Any, action: Action, *, object_type: str = "", object_id: str = "",
+              details: dict[str, Any] | None = None) -> None:  # fmt: skip
+        """Record an access by this token. Details carry counts and keys, never patient values."""
+        audit_record(
+            action=action, request=request._request, hospital=self.hospital, entry_point=EntryPoint.API,
+            actor_name=f"api-token:{self.token.prefix}", object_type=object_type, object_id=object_id,
+            details={"token": str(self.token.public_id), **(details or {})},
+        )  # fmt: skip
 
     def base_url(self, request: HttpRequest) -> str:
         return request.build_absolute_uri(f"/api/{self.hospital.code}/dicom-web")

@@ -11,6 +11,7 @@ from django.http import HttpResponse
 from pydicom.datadict import keyword_for_tag
 from rest_framework.request import Request
 
+from apps.audit.vocabulary import Action
 from apps.dicomweb import dicomjson
 from apps.dicomweb.base import DICOM_JSON, DicomWebView
 from apps.imaging import selectors
@@ -51,6 +52,8 @@ def _page(query: Any) -> tuple[int, int]:
 
 
 class _QidoView(DicomWebView):
+    level = ""
+
     def get(self, request: Request, hospital_code: str, **uids: str) -> HttpResponse:
         try:
             params = _normalize(request.query_params)
@@ -58,6 +61,10 @@ class _QidoView(DicomWebView):
             results = self.search(request, params, limit, offset, **uids)
         except selectors.QueryError as error:
             return _bad_request(str(error))
+        self.audit(
+            request, Action.STUDIES_QUERIED, object_type=self.level, object_id=uids.get("study_uid", ""),
+            details={"keys": sorted(params), "results": len(results)},
+        )  # fmt: skip
         return HttpResponse(json.dumps(results, ensure_ascii=False), content_type=DICOM_JSON)
 
     def search(self, request: Request, params: dict[str, str], limit: int, offset: int, **uids: str) -> list[Any]:
@@ -65,6 +72,8 @@ class _QidoView(DicomWebView):
 
 
 class StudySearchView(_QidoView):
+    level = "study"
+
     def search(self, request: Request, params: dict[str, str], limit: int, offset: int, **uids: str) -> list[Any]:
         studies = selectors.studies_matching(self.hospital, params)
         name = params.get("PatientName")
@@ -97,6 +106,8 @@ class StudySearchView(_QidoView):
 
 
 class SeriesSearchView(_QidoView):
+    level = "series"
+
     def search(self, request: Request, params: dict[str, str], limit: int, offset: int, **uids: str) -> list[Any]:
         series = selectors.series_matching(self.hospital, params, uids.get("study_uid"))
         return [self._series(request, s) for s in series[offset : offset + limit]]
@@ -117,6 +128,8 @@ class SeriesSearchView(_QidoView):
 
 
 class InstanceSearchView(_QidoView):
+    level = "instance"
+
     def search(self, request: Request, params: dict[str, str], limit: int, offset: int, **uids: str) -> list[Any]:
         instances = selectors.instances_matching(self.hospital, params, uids.get("study_uid"), uids.get("series_uid"))
         return [self._instance(request, i) for i in instances[offset : offset + limit]]

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.http import HttpResponse
 from rest_framework.request import Request
 
+from apps.audit.vocabulary import Action
 from apps.dicomweb import dicomjson
 from apps.dicomweb.base import DICOM_JSON, DicomWebView
 from apps.dicomweb.multipart import MultipartError, parse_content_type, part_chunks, split_parts, spool
@@ -99,6 +100,10 @@ class StowView(DicomWebView):
             else:
                 reason = _FAILURE_REASONS.get(staged.error_code, CANNOT_UNDERSTAND)
                 failed.append(dicomjson.dataset(**identity, FailureReason=reason))
+        self.audit(
+            request, Action.INSTANCES_IMPORTED, object_type="study", object_id=study_uid or "",
+            details={"batch": str(batch), "stored": len(referenced), "failed": len(failed)},
+        )  # fmt: skip
         body: dict[str, Any] = {}
         if study_uid:
             body.update(dicomjson.dataset(RetrieveURL=self.study_url(request, study_uid)))

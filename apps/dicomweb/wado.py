@@ -13,6 +13,7 @@ from typing import Any
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.request import Request
 
+from apps.audit.vocabulary import Action
 from apps.dicomweb.base import DICOM_JSON, DicomWebView
 from apps.dicomweb.multipart import encode_part_header, parse_content_type
 from apps.imaging import selectors
@@ -86,6 +87,10 @@ class RetrieveView(DicomWebView):
             return _not_acceptable('This resource is available as multipart/related; type="application/dicom".')
         if accepted is not None and any(i.transfer_syntax_uid not in accepted for i in instances):
             return _not_acceptable("Instances are returned in the transfer syntax they were stored in.")
+        self.audit(
+            request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
+            details={"series": series_uid or "", "instances": len(instances), "retrieve": "instances"},
+        )  # fmt: skip
         boundary = uuid.uuid4().hex
         key = hospital_key(self.hospital)
         items = [(stored_object(i), i.transfer_syntax_uid) for i in instances]
@@ -103,6 +108,10 @@ class MetadataView(DicomWebView):
         instances = list(selectors.instances_matching(self.hospital, params, study_uid, series_uid))
         if not instances:
             return _not_found()
+        self.audit(
+            request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
+            details={"series": series_uid or "", "instances": len(instances), "retrieve": "metadata"},
+        )  # fmt: skip
         documents: list[dict[str, Any]] = []
         for instance in instances:
             document = unseal_metadata(self.hospital, bytes(instance.metadata_sealed))

@@ -164,3 +164,22 @@ def test_stored_object_holds_no_plaintext(client, archive, local_storage):
         data = name.read_bytes()
         assert marker not in data
         assert "张".encode("gb18030") not in data
+
+
+def test_queries_and_retrievals_are_audited_without_patient_values(client, archive, world):
+    from apps.audit.models import AuditEvent
+    from apps.tenants.context import platform_scope
+
+    [study] = _qido(client, archive["token"], PatientID="P-ZHANG").json()
+    study_uid = study[STUDY_UID]["Value"][0]
+    client.get(f"/api/first/dicom-web/studies/{study_uid}", HTTP_AUTHORIZATION=f"Bearer {archive['token']}")
+    with platform_scope("audit"):
+        events = list(AuditEvent.objects.filter(hospital=world.first.hospital).order_by("sequence"))
+    actions = [event.action for event in events]
+    assert actions.count("instances_imported") == 3
+    query = next(e for e in events if e.action == "studies_queried")
+    assert query.event_id == "110112"
+    assert query.details["keys"] == ["PatientID"]
+    assert "P-ZHANG" not in str(query.details)
+    access = next(e for e in events if e.action == "instances_accessed")
+    assert (access.event_id, access.object_id, access.details["instances"]) == ("110103", study_uid, 3)
