@@ -16,7 +16,7 @@ from apps.audit.vocabulary import Action
 from apps.dicomweb import dicomjson
 from apps.dicomweb.base import DICOM_JSON, DicomWebView
 from apps.dicomweb.multipart import MultipartError, parse_content_type, part_chunks, split_parts, spool
-from apps.imaging.ingest import staged_object_create, staged_object_process
+from apps.imaging.ingest import batch_review, staged_object_create, staged_object_process
 from apps.imaging.models import StagedObject
 from apps.imaging.staging import StagingTooLarge
 
@@ -72,7 +72,7 @@ class StowView(DicomWebView):
         batch = uuid.uuid4()
         referenced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
-        any_warning = False
+        outcomes = []
         for part in parts:
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
@@ -85,7 +85,10 @@ class StowView(DicomWebView):
             except StagingTooLarge:
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
-            outcome = staged_object_process(staged=staged, expected_study_uid=study_uid)
+            outcomes.append(staged_object_process(staged=staged, expected_study_uid=study_uid))
+        batch_review(hospital=self.hospital, outcomes=outcomes)
+        any_warning = False
+        for outcome in outcomes:
             staged = outcome.staged
             identity = {
                 "ReferencedSOPClassUID": staged.sop_class_uid or None,

@@ -22,6 +22,7 @@ from django.db import IntegrityError, transaction
 from apps.imaging import metadata
 from apps.imaging.dicom.parse import DicomRejected, ParsedInstance, parse_part10
 from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy, validate_instance
+from apps.imaging.dicom.series_rules import validate_series
 from apps.imaging.keys import blind_index, field_seal, hospital_key
 from apps.imaging.models import IngestConflict, Instance, Patient, Series, StagedObject, Study, ValidationFinding
 from apps.imaging.objectstore import StoredObject, object_delete, object_put
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 class IngestOutcome:
     staged: StagedObject
     findings: list[Finding] = field(default_factory=list)
+    parsed: ParsedInstance | None = None
 
     @property
     def status(self) -> str:
@@ -238,6 +240,25 @@ def _finish(staged: StagedObject, status: str, **fields: Any) -> None:
     staged.save()
 
 
+def batch_review(*, hospital: Hospital, outcomes: list[IngestOutcome]) -> list[tuple[StagedObject, Finding]]:
+    """Series-level checks over the instances stored by one request (one modality, device and
+    body part per series; slice spacing consistent with thickness), recorded as QC findings."""
+    stored = [
+        outcome for outcome in outcomes
+        if outcome.parsed is not None and outcome.staged.status == StagedObject.Status.STORED
+    ]  # fmt: skip
+    by_uid = {outcome.parsed.sop_instance_uid: outcome for outcome in stored if outcome.parsed}
+    results = validate_series([o.parsed for o in stored if o.parsed], policy=validation_policy(hospital))
+    recorded = []
+    for sop_instance_uid, finding in results:
+        outcome = by_uid[sop_instance_uid]
+        assert outcome.parsed is not None
+        _record_findings(outcome.staged, [finding], outcome.parsed.modality, outcome.staged.instance)
+        outcome.findings.append(finding)
+        recorded.append((outcome.staged, finding))
+    return recorded
+
+
 def staged_object_process(*, staged: StagedObject, expected_study_uid: str | None = None) -> IngestOutcome:
     """Ingest one staged object; idempotent: a finished one is returned as it is.
 
@@ -279,7 +300,7 @@ def staged_object_process(*, staged: StagedObject, expected_study_uid: str | Non
             with transaction.atomic():
                 _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
             _remove_staging_after_commit(staged)
-            return IngestOutcome(staged, findings)
+            return IngestOutcome(staged, findings, parsed)
         _study_patient_check(hospital, parsed)
         sealed_metadata = metadata.seal_metadata(hospital, parsed)
         with open(staging_path(staged.public_id), "rb") as source:
@@ -307,10 +328,10 @@ def staged_object_process(*, staged: StagedObject, expected_study_uid: str | Non
                 )  # fmt: skip
         if refused.conflict_with is None:
             _remove_staging_after_commit(staged)
-        return IngestOutcome(staged, findings)
+        return IngestOutcome(staged, findings, parsed)
     except BaseException:
         if stored is not None:
             object_delete(stored.key)
         raise
     _remove_staging_after_commit(staged)
-    return IngestOutcome(staged, findings)
+    return IngestOutcome(staged, findings, parsed)

@@ -194,3 +194,24 @@ def test_token_of_another_hospital_gets_404(client, world, local_storage):
     response = stow(client, "first", token, [make_ct_slice()])
     assert response.status_code == 404
     assert json.loads(response.content)["error"] == "not_found"
+
+
+def test_series_level_checks_flag_a_slice_gap(client, first):
+    hospital, token = first
+    series = make_ct_series(5, slice_thickness=5.0, positions=[0.0, 5.0, 10.0, 25.0, 30.0])
+    response = stow(client, "first", token, series)
+    assert response.status_code == 202
+    warned = [item for item in _items(response, REFERENCED) if WARNING_REASON in item]
+    assert len(warned) == 1
+    with hospital_context(hospital):
+        finding = ValidationFinding.objects.get(code="SLICE_SPACING_INCONSISTENT")
+        assert finding.instance is not None
+        assert Instance.objects.count() == 5
+
+
+def test_a_contiguous_series_has_no_series_findings(client, first):
+    hospital, token = first
+    response = stow(client, "first", token, make_ct_series(5))
+    assert response.status_code == 200
+    with hospital_context(hospital):
+        assert not ValidationFinding.objects.exists()
