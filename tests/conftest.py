@@ -93,7 +93,7 @@ def _staff_for(hospital: Hospital, prefix: str) -> HospitalStaff:
     staff = HospitalStaff(hospital)
     with hospital_context(hospital):
         for role in HospitalRole:
-            user = UserFactory(username=f"{prefix}-{role.value}")
+            user = UserFactory(username=f"{prefix}-{role.value}", home_hospital=hospital)
             MembershipFactory(hospital=hospital, user=user, role=role)
             staff.users[role.value] = user
     return staff

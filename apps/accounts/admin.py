@@ -155,14 +155,32 @@ class UserAdmin(BackOfficeModelAdmin):
         return self.has_module_permission(request)
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return self.has_module_permission(request)
+        """Hospital admins change only accounts their hospital owns and that hold no platform
+        duty; anyone else's account (a colleague shared with another hospital, the security
+        admin) they can see but not change."""
+        if self._security(request):
+            return True
+        hospital = acting_hospital(request)
+        if hospital is None:
+            return False
+        if obj is None:
+            return True
+        return obj.home_hospital_id == hospital.pk and not obj.platform_roles.exists()
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # Accounts are deactivated, never deleted: the audit trail refers to them.
 
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
+        if not change and not self._security(request):
+            obj.home_hospital = acting_hospital(request)
         super().save_model(request, obj, form, change)
-        if change and form.changed_data:
+        if not change:
+            audit_record(
+                action=Action.USER_CHANGED, request=request, hospital=acting_hospital(request),
+                entry_point=EntryPoint.ADMIN, object_type="user", object_id=str(obj.public_id),
+                details={"created": True},
+            )  # fmt: skip
+        elif form.changed_data:
             audit_record(
                 action=Action.USER_CHANGED,
                 request=request,

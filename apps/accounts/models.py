@@ -9,7 +9,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.roles import SEPARATED_DUTIES, HospitalRole, PlatformRole
-from apps.tenants.models import RowLevelSecurity, TenantOwnedModel
+from apps.tenants.models import Hospital, RowLevelSecurity, TenantOwnedModel
 
 
 class UserManager(BaseUserManager["User"]):
@@ -32,6 +32,10 @@ class User(AbstractBaseUser):
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
     failed_login_count = models.PositiveIntegerField(default=0, editable=False)
     locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
+    # The hospital whose admin created the account and may change it; none for platform accounts.
+    home_hospital = models.ForeignKey(
+        Hospital, null=True, blank=True, on_delete=models.PROTECT, related_name="+", verbose_name=_("home hospital")
+    )
 
     objects: ClassVar[UserManager] = UserManager()
 

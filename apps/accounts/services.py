@@ -1,5 +1,7 @@
 """Staff sign-in, lockout and role management."""
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -21,6 +23,13 @@ from apps.tenants.models import Hospital
 
 # Checked against when the username is unknown, so both paths take as long.
 _DUMMY_PASSWORD_HASH = make_password("no such user, timing only")
+
+
+def _username_digest(username: str) -> str:
+    """A keyed digest of an unknown username: repeated tries of one name can be correlated
+    without storing what was typed."""
+    key = f"unknown-username:{settings.AUDIT_CHAIN_KEY}".encode()
+    return hmac.new(key, username.encode("utf-8", "replace"), hashlib.sha256).hexdigest()[:32]
 
 
 @dataclass(frozen=True)
@@ -52,12 +61,12 @@ def password_sign_in(*, request: HttpRequest, username: str, password: str) -> S
         user = User.objects.select_for_update().filter(username=username).first()
         if user is None:
             check_password(password, _DUMMY_PASSWORD_HASH)
+            # What was typed is not kept: it is sometimes a password typed in the wrong field.
             audit_record(
                 action=Action.LOGIN_FAILED,
                 request=request,
-                actor_name=username[:150],
                 outcome=Outcome.MINOR_FAILURE,
-                details={"reason": "unknown_user"},
+                details={"reason": "unknown_user", "username_hmac": _username_digest(username)},
             )
             return SignInResult(None, generic)
         if user.is_locked():

@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.ipv6 import clean_ipv6_address
 
 from apps.audit.chain import ChainProblem, all_chains, canonical_json, chain_name, event_hash, verify_chain
 from apps.audit.models import AuditChainHead, AuditEvent
@@ -25,9 +26,11 @@ def client_ip(request: HttpRequest) -> str | None:
         if forwarded:
             raw = forwarded.split(",")[-1].strip()
     try:
-        return str(ipaddress.ip_address(raw))
+        address = ipaddress.ip_address(raw)
     except ValueError:
         return None
+    # Normalised as Django's field and PostgreSQL's inet give it back, so the hash verifies.
+    return clean_ipv6_address(str(address)) if address.version == 6 else str(address)
 
 
 def _scrub(value: Any) -> Any:

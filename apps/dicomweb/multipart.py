@@ -10,8 +10,11 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from typing import IO, Protocol
 
+MAX_PART_HEADER = 8 * 1024
+MAX_PARTS = 10_000
 _BOUNDARY_OK = re.compile(r"^[0-9A-Za-z'()+_,\-./:=? ]{1,70}$")
 
 
@@ -32,7 +35,10 @@ class ContentType:
 def parse_content_type(header: str) -> ContentType:
     message = Message()
     message["content-type"] = header
-    params = {key.lower(): value for key, value in message.get_params(failobj=[])[1:]}
+    params = {
+        key.lower(): collapse_rfc2231_value(value) if isinstance(value, tuple) else str(value)
+        for key, value in message.get_params(failobj=[])[1:]
+    }
     return ContentType(message.get_content_type().lower(), params)
 
 
@@ -91,10 +97,13 @@ def split_parts(body: IO[bytes], boundary: str) -> tuple[mmap.mmap | None, list[
         after = position + len(delimiter)
         if mapped[after : after + 2] == b"--":
             break  # close delimiter
-        header_end = mapped.find(b"\r\n\r\n", after)
+        if len(parts) >= MAX_PARTS:
+            mapped.close()
+            raise MultipartError(f"more than {MAX_PARTS} parts")
+        header_end = mapped.find(b"\r\n\r\n", after, after + MAX_PART_HEADER)
         if header_end < 0:
             mapped.close()
-            raise MultipartError("part without headers")
+            raise MultipartError("part headers missing or too long")
         headers = _headers(mapped[after:header_end])
         content_start = header_end + 4
         next_delimiter = mapped.find(b"\r\n" + delimiter, content_start)

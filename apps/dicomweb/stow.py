@@ -5,10 +5,12 @@ stored; 400: the body is not a well-formed multipart/related; 415: another media
 """
 
 import json
+import logging
 import uuid
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse
 from rest_framework.request import Request
 
@@ -19,6 +21,8 @@ from apps.dicomweb.multipart import MultipartError, parse_content_type, part_chu
 from apps.imaging.ingest import batch_review, staged_object_create, staged_object_process
 from apps.imaging.models import StagedObject
 from apps.imaging.staging import StagingTooLarge
+
+logger = logging.getLogger(__name__)
 
 # PS3.18 Table 10.5.3-2 / PS3.4 status codes
 PROCESSING_FAILURE = 0x0110
@@ -85,7 +89,13 @@ class StowView(DicomWebView):
             except StagingTooLarge:
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
-            outcomes.append(staged_object_process(staged=staged, expected_study_uid=study_uid))
+            try:
+                with transaction.atomic():
+                    outcomes.append(staged_object_process(staged=staged, expected_study_uid=study_uid))
+            except Exception:
+                # Left "received": the retry sweeper takes it up again. The client hears 0x0110.
+                logger.exception("STOW: staged object %s could not be processed", staged.public_id)
+                failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
         batch_review(hospital=self.hospital, outcomes=outcomes)
         any_warning = False
         for outcome in outcomes:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from apps.dicomweb import qido, stow, wado
+from apps.dicomweb import frames, qido, rendered, stow, wado
 
 study = "studies/<str:study_uid>"
 series = f"{study}/series/<str:series_uid>"
@@ -29,4 +29,7 @@ urlpatterns = [
     path(f"{series}/instances", qido.InstanceSearchView.as_view(), name="series_instances"),
     path(f"{instance}", wado.RetrieveView.as_view(), name="instance"),
     path(f"{instance}/metadata", wado.MetadataView.as_view(), name="instance_metadata"),
+    path(f"{instance}/rendered", rendered.RenderedView.as_view(), name="instance_rendered"),
+    path(f"{instance}/frames/<str:frame_list>", frames.FramesView.as_view(), name="instance_frames"),
+    path(f"{instance}/frames/<str:frame_list>/rendered", rendered.RenderedView.as_view(), name="frames_rendered"),
 ]

@@ -23,7 +23,7 @@ from apps.imaging import metadata
 from apps.imaging.dicom.parse import DicomRejected, ParsedInstance, parse_part10
 from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy, validate_instance
 from apps.imaging.dicom.series_rules import validate_series
-from apps.imaging.keys import blind_index, field_seal, hospital_key
+from apps.imaging.keys import blind_index, field_seal, field_unseal, hospital_key
 from apps.imaging.models import IngestConflict, Instance, Patient, Series, StagedObject, Study, ValidationFinding
 from apps.imaging.objectstore import StoredObject, object_delete, object_put
 from apps.imaging.staging import staging_path, staging_remove, staging_write
@@ -130,6 +130,39 @@ def _patient_for(hospital: Hospital, parsed: ParsedInstance) -> Patient:
             )
     except IntegrityError:
         return Patient.objects.get(hospital=hospital, mrn_index=mrn_index)
+
+
+_PLACEHOLDER_IDS = {"", "UNKNOWN", "ANONYMOUS", "NONE", "NULL", "N/A", "NA", "0", "-"}
+
+
+def _identity_findings(hospital: Hospital, parsed: ParsedInstance) -> list[Finding]:
+    """Patients are keyed by the hospital's Patient ID, so it must be real and must not already
+    belong to someone else: merging two people would show one the other's images."""
+    if parsed.patient_id.strip().upper() in _PLACEHOLDER_IDS:
+        return [_finding("PATIENT_ID_MISSING", "缺少有效的患者 ID（PatientID）。", "A real Patient ID is missing.")]
+    patient = Patient.objects.filter(
+        hospital=hospital, mrn_index=blind_index(hospital, parsed.patient_id, field="mrn")
+    ).first()
+    if patient is None:
+        return []
+    known_name = blind_index(hospital, parsed.patient_name, field="name")
+    known_birth = field_unseal(hospital, patient.birth_date_sealed, field="birth")
+    birth = parsed.patient_birth_date.isoformat() if parsed.patient_birth_date else ""
+    if (patient.name_index and known_name and known_name != patient.name_index) or (
+        known_birth and birth and known_birth != birth
+    ):
+        return [
+            _finding(
+                "PATIENT_IDENTITY_MISMATCH",
+                "该患者 ID 已属于姓名或出生日期不同的患者。",
+                "This Patient ID already belongs to a patient with another name or birth date.",
+            )
+        ]
+    return []
+
+
+def _finding(code: str, message_zh: str, message_en: str) -> Finding:
+    return Finding(code=code, severity=Severity.REJECT, message_zh=message_zh, message_en=message_en, details={})
 
 
 def _study_patient_check(hospital: Hospital, parsed: ParsedInstance) -> None:
@@ -259,6 +292,16 @@ def batch_review(*, hospital: Hospital, outcomes: list[IngestOutcome]) -> list[t
     return recorded
 
 
+def staged_object_give_up(*, staged: StagedObject) -> None:
+    """After repeated crashes, stop retrying: the object is rejected with a reason, the staged
+    bytes kept for staff."""
+    _finish(
+        staged, StagedObject.Status.REJECTED, error_code="INGEST_FAILED",
+        error_message_zh="多次处理失败，已停止重试，请联系管理员。",
+        error_message_en="Processing failed repeatedly; retries stopped. Contact an administrator.",
+    )  # fmt: skip
+
+
 def staged_object_process(*, staged: StagedObject, expected_study_uid: str | None = None) -> IngestOutcome:
     """Ingest one staged object; idempotent: a finished one is returned as it is.
 
@@ -269,9 +312,11 @@ def staged_object_process(*, staged: StagedObject, expected_study_uid: str | Non
     activate_hospital(hospital)
     if staged.is_final:
         return IngestOutcome(staged)
-    StagedObject.objects.filter(pk=staged.pk).update(attempts=staged.attempts + 1)
     try:
         parsed = parse_part10(staging_path(staged.public_id))
+        findings = validate_instance(parsed, policy=validation_policy(hospital))
+        findings += _identity_findings(hospital, parsed)
+        sealed_metadata = metadata.seal_metadata(hospital, parsed)
     except DicomRejected as rejected:
         with transaction.atomic():
             _finish(
@@ -280,7 +325,16 @@ def staged_object_process(*, staged: StagedObject, expected_study_uid: str | Non
             )  # fmt: skip
         _remove_staging_after_commit(staged)
         return IngestOutcome(staged)
-    findings = validate_instance(parsed, policy=validation_policy(hospital))
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
+        # A value pydicom cannot represent (a DS of "1,25", say): refuse the object, naming no value.
+        logger.info("staged object %s: unreadable attribute value", staged.public_id)
+        with transaction.atomic():
+            _finish(
+                staged, StagedObject.Status.REJECTED, error_code="DICOM_MALFORMED",
+                error_message_zh="文件中有无法解读的属性值。", error_message_en="The file holds an attribute value that cannot be read.",
+            )  # fmt: skip
+        _remove_staging_after_commit(staged)
+        return IngestOutcome(staged)
     identity = {"sop_instance_uid": parsed.sop_instance_uid, "sop_class_uid": parsed.sop_class_uid}
     rejections = [f for f in findings if f.severity == Severity.REJECT]
     stored: StoredObject | None = None
@@ -302,15 +356,26 @@ def staged_object_process(*, staged: StagedObject, expected_study_uid: str | Non
             _remove_staging_after_commit(staged)
             return IngestOutcome(staged, findings, parsed)
         _study_patient_check(hospital, parsed)
-        sealed_metadata = metadata.seal_metadata(hospital, parsed)
         with open(staging_path(staged.public_id), "rb") as source:
             stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size)
         if stored.sha256 != sha256:
             raise _Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")
-        with transaction.atomic():
-            instance = _index(hospital, parsed, stored, sealed_metadata)
-            _record_findings(staged, findings, parsed.modality, instance)
-            _finish(staged, StagedObject.Status.STORED, instance=instance, **identity)
+        try:
+            with transaction.atomic():
+                instance = _index(hospital, parsed, stored, sealed_metadata)
+                _record_findings(staged, findings, parsed.modality, instance)
+                _finish(staged, StagedObject.Status.STORED, instance=instance, **identity)
+        except IntegrityError:
+            # Another upload of the same SOP instance won the race: decide as if it came first.
+            object_delete(stored.key)
+            stored = None
+            existing = _check_existing(hospital, parsed, sha256)
+            if existing is None:
+                raise
+            with transaction.atomic():
+                _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
+            _remove_staging_after_commit(staged)
+            return IngestOutcome(staged, findings, parsed)
     except _Refused as refused:
         if stored is not None:
             object_delete(stored.key)

@@ -7,7 +7,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from apps.imaging.ingest import staged_object_process
+from apps.imaging.ingest import staged_object_give_up, staged_object_process
 from apps.imaging.models import StagedObject
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
@@ -20,6 +20,16 @@ MAX_ATTEMPTS = 5
 def ingest_staged_object(hospital_id: int, staged_public_id: str) -> str:
     """Ingest one staged object. Safe to run twice: a finished object is left as it is."""
     hospital = Hospital.objects.get(pk=hospital_id)
+    # Count the attempt in its own transaction, so a crash while processing still counts.
+    with hospital_context(hospital):
+        staged = StagedObject.objects.select_for_update(skip_locked=True).filter(public_id=staged_public_id).first()
+        if staged is None or staged.is_final:
+            return "busy-absent-or-done"
+        staged.attempts += 1
+        staged.save(update_fields=["attempts", "updated_at"])
+        if staged.attempts > MAX_ATTEMPTS:
+            staged_object_give_up(staged=staged)
+            return staged.status
     with hospital_context(hospital):
         staged = StagedObject.objects.select_for_update(skip_locked=True).filter(public_id=staged_public_id).first()
         if staged is None:
@@ -36,7 +46,7 @@ def ingest_retry_stale() -> int:
         with hospital_context(hospital):
             stale = StagedObject.objects.filter(
                 hospital=hospital, status=StagedObject.Status.RECEIVED, updated_at__lt=cutoff,
-                attempts__lt=MAX_ATTEMPTS,
+                attempts__lte=MAX_ATTEMPTS,
             ).values_list("public_id", flat=True)  # fmt: skip
             for public_id in stale:
                 transaction.on_commit(partial(ingest_staged_object.delay, hospital.pk, str(public_id)))

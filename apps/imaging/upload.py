@@ -73,21 +73,27 @@ def _unsafe_name(name: str) -> bool:
 
 def _stage(hospital: Hospital, batch: uuid.UUID, name: str, chunks: Iterator[bytes]) -> UploadItem:
     try:
-        staged = staged_object_create(
-            hospital=hospital, source=StagedObject.Source.UPLOAD, chunks=chunks, original_name=name, batch=batch
-        )
+        # File and folder names often carry the patient's name: they are echoed once to the
+        # uploader and never stored.
+        staged = staged_object_create(hospital=hospital, source=StagedObject.Source.UPLOAD, chunks=chunks, batch=batch)
     except StagingTooLarge:
         return _refused(name, "TOO_LARGE")
     return UploadItem(name, staged=staged)
 
 
-def _zip_items(hospital: Hospital, batch: uuid.UUID, name: str, upload: IO[bytes]) -> list[UploadItem]:
+@dataclass
+class _Budget:
+    """What one upload request may still expand to from zip archives."""
+
+    remaining: int
+
+
+def _zip_items(hospital: Hospital, batch: uuid.UUID, name: str, upload: IO[bytes], budget: _Budget) -> list[UploadItem]:
     items: list[UploadItem] = []
     try:
         archive = zipfile.ZipFile(upload)
     except (zipfile.BadZipFile, OSError):
         return [_refused(name, "BAD_ZIP")]
-    budget = settings.UPLOAD_ZIP_MAX_TOTAL
     entries = [info for info in archive.infolist() if not info.is_dir()]
     if len(entries) > settings.UPLOAD_ZIP_MAX_ENTRIES:
         return [_refused(name, "ZIP_TOO_MANY_ENTRIES")]
@@ -99,7 +105,7 @@ def _zip_items(hospital: Hospital, batch: uuid.UUID, name: str, upload: IO[bytes
         if PurePosixPath(info.filename).name.upper() == "DICOMDIR":
             continue  # The media directory, not an image; the archive indexes the files themselves.
         ratio_limit = max(info.compress_size, 1) * settings.UPLOAD_ZIP_MAX_RATIO
-        limit = min(budget, ratio_limit)  # staging itself refuses objects over the size limit
+        limit = min(budget.remaining, ratio_limit)  # staging itself refuses objects over the size limit
         try:
             with archive.open(info) as entry:
                 item = _stage(hospital, batch, label, _chunks(entry, limit=limit))
@@ -111,7 +117,7 @@ def _zip_items(hospital: Hospital, batch: uuid.UUID, name: str, upload: IO[bytes
             continue
         items.append(item)
         if item.staged is not None:
-            budget -= item.staged.size
+            budget.remaining -= item.staged.size
     return items
 
 
@@ -123,10 +129,11 @@ def upload_receive(*, hospital: Hospital, files: list[tuple[str, IO[bytes]]], ba
     from apps.imaging.tasks import ingest_staged_object
 
     items: list[UploadItem] = []
+    budget = _Budget(settings.UPLOAD_ZIP_MAX_TOTAL)
     for name, handle in files:
         if name.lower().endswith(".zip") or zipfile.is_zipfile(handle):
             handle.seek(0)
-            items.extend(_zip_items(hospital, batch, name, handle))
+            items.extend(_zip_items(hospital, batch, name, handle, budget))
         else:
             handle.seek(0)
             # staging_write enforces the size limit for plain files.

@@ -9,6 +9,8 @@ from django.utils.translation import get_language
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.accounts.roles import HospitalRole
+from apps.audit.services import audit_record
+from apps.audit.vocabulary import Action
 from apps.core.decorators import hospital_staff_required
 from apps.imaging.models import StagedObject
 from apps.imaging.upload import UploadItem, upload_receive
@@ -58,6 +60,11 @@ def upload_files(request: HttpRequest) -> JsonResponse:
         files=[(f.name or "file", f) for f in files],
         batch=batch,
     )
+    audit_record(
+        action=Action.INSTANCES_IMPORTED, request=request, hospital=request.hospital,  # type: ignore[attr-defined]
+        object_type="upload", object_id=str(batch),
+        details={"files": len(items), "staged": sum(1 for item in items if item.staged is not None)},
+    )  # fmt: skip
     return JsonResponse({"items": [_item_json(item) for item in items]})
 
 
@@ -75,7 +82,6 @@ def upload_status(request: HttpRequest, batch: uuid.UUID) -> JsonResponse:
             "items": [
                 {
                     "id": str(s.public_id),
-                    "name": s.original_name,
                     "status": s.status,
                     "status_label": s.get_status_display(),
                     "code": s.error_code,

@@ -60,7 +60,7 @@
       .then(function (body) {
         var pending = 0;
         body.items.forEach(function (item) {
-          var tr = rows[item.id] || row(item.id, item.name);
+          var tr = rows[item.id] || row(item.id, "");
           if (item.status === "received") { pending += 1; show(tr, label("processing"), "", "pending"); }
           else { show(tr, item.status_label, item.code ? item.code + ": " + item.message : "", item.status); }
         });

@@ -152,3 +152,15 @@ def test_events_carry_dicom_codes_and_chain_links():
     assert all(later.previous_hash == earlier.hash for earlier, later in itertools.pairwise(events))
     viewed = audit_record(action=Action.AUDIT_LOG_VIEWED, hospital=hospital)
     assert (viewed.event_id, viewed.action_code) == ("110101", "R")
+
+
+@pytest.mark.django_db
+def test_ipv4_mapped_ipv6_clients_verify():
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/", REMOTE_ADDR="::ffff:10.0.0.1")
+    audit_record(action=Action.LOGIN_FAILED, request=request, actor_name="x")
+    audit_record(
+        action=Action.LOGIN_FAILED, request=RequestFactory().get("/", REMOTE_ADDR="2001:DB8::1"), actor_name="y"
+    )
+    assert audit_chains_verify() == []

@@ -234,3 +234,37 @@ def test_security_admin_grants_one_separated_duty(client, sign_in, world):
     [grant] = _audit_events(Action.ROLE_GRANTED)
     assert grant.details == {"platform_role": "audit_admin"}
     assert grant.actor_id == world.platform["security_admin"].pk
+
+
+def test_hospital_admin_cannot_change_a_colleague_owned_by_another_hospital(client, sign_in, world):
+    from tests.factories import MembershipFactory
+
+    shared = world.second["reporting_doctor"]  # owned by "second", also working at "first"
+    with hospital_context(world.first.hospital):
+        MembershipFactory(hospital=world.first.hospital, user=shared, role="reporting_doctor")
+    sign_in(world.first["hospital_admin"])
+    assert client.get(reverse("admin:accounts_user_change", args=[shared.pk])).status_code == 200  # can look
+    response = client.post(
+        reverse("admin:accounts_user_change", args=[shared.pk]),
+        {"username": shared.username, "is_active": "", **_inline_management("memberships", 0)},
+    )
+    assert response.status_code == 403
+    shared.refresh_from_db()
+    assert shared.is_active
+
+
+def test_hospital_admin_can_deactivate_their_own_staff(client, sign_in, world):
+    own = world.first["clinician"]
+    sign_in(world.first["hospital_admin"])
+    response = client.post(
+        reverse("admin:accounts_user_change", args=[own.pk]),
+        {
+            "username": own.username, "display_name": own.display_name, "email": "", "locked_until_0": "",
+            "locked_until_1": "", **_inline_management("memberships", 0),
+        },
+    )  # fmt: skip
+    assert response.status_code == 302
+    own.refresh_from_db()
+    assert not own.is_active
+    changed = _audit_events(Action.USER_CHANGED)
+    assert changed[-1].details == {"fields": ["is_active"]}

@@ -215,3 +215,62 @@ def test_a_contiguous_series_has_no_series_findings(client, first):
     assert response.status_code == 200
     with hospital_context(hospital):
         assert not ValidationFinding.objects.exists()
+
+
+def test_a_missing_patient_id_is_refused(client, first):
+    hospital, token = first
+    response = stow(client, "first", token, [make_ct_slice(PatientID=""), make_ct_slice(PatientID="UNKNOWN")])
+    assert response.status_code == 409
+    with hospital_context(hospital):
+        assert set(StagedObject.objects.values_list("error_code", flat=True)) == {"PATIENT_ID_MISSING"}
+        assert Patient.objects.count() == 0
+
+
+def test_a_patient_id_of_another_person_is_refused(client, first):
+    hospital, token = first
+    stow(client, "first", token, [make_ct_slice(PatientID="P-SHARED", PatientName="Alpha^A")])
+    response = stow(client, "first", token, [make_ct_slice(PatientID="P-SHARED", PatientName="Beta^B")])
+    assert response.status_code == 409
+    with hospital_context(hospital):
+        assert Patient.objects.count() == 1
+        assert Instance.objects.count() == 1
+        assert StagedObject.objects.filter(error_code="PATIENT_IDENTITY_MISMATCH").count() == 1
+
+
+def test_an_unreadable_value_is_a_clean_rejection(client, first):
+    hospital, token = first
+    # Chinese-locale devices sometimes write a decimal comma into a DS value.
+    data = make_ct_slice(SliceThickness="1.25")
+    assert data.count(b"1.25") == 1
+    response = stow(client, "first", token, [data.replace(b"1.25", b"1,25")])
+    assert response.status_code in {200, 202, 409}
+    with hospital_context(hospital):
+        statuses = set(StagedObject.objects.values_list("status", "error_code"))
+    assert statuses <= {("stored", ""), ("rejected", "DICOM_MALFORMED"), ("rejected", "PIXEL_SPACING_INVALID")}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "multipart/related; type*=utf-8''application%2Fdicom; boundary=abc",
+        "multipart/related; type=\"application/dicom\"; boundary*=utf-8''abc",
+    ],
+)
+def test_rfc2231_parameters_do_not_crash(client, first, content_type):
+    _hospital, token = first
+    response = client.generic(
+        "POST", "/api/first/dicom-web/studies", b"--abc--\r\n", content_type=content_type,
+        CONTENT_TYPE=content_type, HTTP_AUTHORIZATION=f"Bearer {token}",
+    )  # fmt: skip
+    assert response.status_code in {400, 409, 415}
+
+
+def test_oversized_part_headers_are_400(client, first):
+    _hospital, token = first
+    body = b"--abc\r\nX-Junk: " + b"a" * 20_000 + b"\r\n\r\nDATA\r\n--abc--\r\n"
+    content_type = 'multipart/related; type="application/dicom"; boundary=abc'
+    response = client.generic(
+        "POST", "/api/first/dicom-web/studies", body, content_type=content_type,
+        CONTENT_TYPE=content_type, HTTP_AUTHORIZATION=f"Bearer {token}",
+    )  # fmt: skip
+    assert response.status_code == 400

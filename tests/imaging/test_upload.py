@@ -6,6 +6,7 @@ import zipfile
 import pytest
 from django.urls import reverse
 
+from apps.audit.models import AuditEvent
 from apps.imaging.models import Instance, StagedObject
 from apps.tenants.context import hospital_context
 from tests.imaging.dicom_factory import make_ct_series, make_ct_slice
@@ -68,6 +69,9 @@ def test_files_and_a_zip_are_stored_with_a_result_each(uploader, world, post):
     with hospital_context(world.first.hospital):
         assert Instance.objects.count() == 3
         assert set(StagedObject.objects.values_list("source", flat=True)) == {"upload"}
+        [imported] = AuditEvent.objects.filter(action="instances_imported")
+        assert (imported.event_id, imported.details["files"], imported.details["staged"]) == ("110107", 3, 3)
+        assert "a.dcm" not in str(imported.details)
 
 
 def test_bad_files_get_a_clear_result_and_nothing_is_indexed(uploader, world, post):

@@ -35,10 +35,10 @@ PLATFORM_USERS = {
 }
 
 
-def _user(username: str, display_name: str) -> User:
+def _user(username: str, display_name: str, home_hospital: Hospital | None = None) -> User:
     user = User.objects.filter(username=username).first()
     if user is None:
-        user = User.objects.create_user(username, DEMO_PASSWORD, display_name=display_name)
+        user = User.objects.create_user(username, DEMO_PASSWORD, display_name=display_name, home_hospital=home_hospital)
     return user
 
 
@@ -52,7 +52,7 @@ class Command(BaseCommand):
         rows = []
         with hospital_context(hospital):
             for username, (display_name, role) in HOSPITAL_USERS.items():
-                user = _user(username, display_name)
+                user = _user(username, display_name, hospital)
                 membership_grant(actor=None, hospital=hospital, user=user, role=role)
                 rows.append((username, str(role.label)))
         for username, (display_name, platform_role) in PLATFORM_USERS.items():
