@@ -39,6 +39,11 @@ class Action(models.TextChoices):
     STUDIES_QUERIED = "studies_queried", _("Studies queried")
     INSTANCES_ACCESSED = "instances_accessed", _("DICOM instances accessed")
     INSTANCES_IMPORTED = "instances_imported", _("DICOM instances imported")
+    INSTANCES_RECEIVED = "instances_received", _("DICOM instances received")
+    DICOM_ASSOCIATION_REFUSED = "dicom_association_refused", _("DICOM association refused")
+    DICOM_NODE_REGISTERED = "dicom_node_registered", _("DICOM node registered")
+    DICOM_NODE_CHANGED = "dicom_node_changed", _("DICOM node changed")
+    DICOM_NODE_REMOVED = "dicom_node_removed", _("DICOM node removed")
 
 
 class Outcome(models.IntegerChoices):
@@ -83,4 +88,10 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     Action.STUDIES_QUERIED: DicomEvent("110112", "Query", action_code="E"),
     Action.INSTANCES_ACCESSED: DicomEvent("110103", "DICOM Instances Accessed", action_code="R"),
     Action.INSTANCES_IMPORTED: DicomEvent("110107", "Import", action_code="C"),
+    # A C-STORE association is a transfer between two AEs (PS3.15 A.5.3.4), not a media import.
+    Action.INSTANCES_RECEIVED: DicomEvent("110104", "DICOM Instances Transferred", action_code="C"),
+    Action.DICOM_ASSOCIATION_REFUSED: DicomEvent(*_SECURITY, "110126", "Node Authentication"),
+    Action.DICOM_NODE_REGISTERED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "C"),
+    Action.DICOM_NODE_CHANGED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "U"),
+    Action.DICOM_NODE_REMOVED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "D"),
 }

@@ -331,7 +331,8 @@ def staged_object_process(*, staged: StagedObject, expected_study_uid: str | Non
         with transaction.atomic():
             _finish(
                 staged, StagedObject.Status.REJECTED, error_code="DICOM_MALFORMED",
-                error_message_zh="文件中有无法解读的属性值。", error_message_en="The file holds an attribute value that cannot be read.",
+                error_message_zh="文件中有无法解读的属性值。",
+                error_message_en="The file holds an attribute value that cannot be read.",
             )  # fmt: skip
         _remove_staging_after_commit(staged)
         return IngestOutcome(staged)

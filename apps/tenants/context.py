@@ -49,6 +49,12 @@ def bind_token_hash(token_hash: str) -> None:
     _set_database_setting("app.token_hash", token_hash)
 
 
+def bind_ae_title(ae: str) -> None:
+    """Tell the database which calling AE title asks, so the DICOM gateway can read that one
+    registered node (the ``ae_lookup`` policy) before any hospital is known."""
+    _set_database_setting("app.ae_title", ae)
+
+
 def bind_new_row(public_id: str) -> None:
     """Let INSERT ... RETURNING read back the one row being appended to an insert-only table."""
     _set_database_setting("app.new_row", public_id)
@@ -102,7 +108,7 @@ def clear() -> None:
             cursor.execute(
                 "SELECT set_config('app.hospital_id', '', true), set_config('app.user_id', '', true),"
                 " set_config('app.token_hash', '', true), set_config('app.platform_scope', '', true),"
-                " set_config('app.new_row', '', true)"
+                " set_config('app.new_row', '', true), set_config('app.ae_title', '', true)"
             )
 
 
