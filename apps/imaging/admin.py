@@ -11,7 +11,8 @@ from django.utils.translation import gettext_lazy as _
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
 from apps.core.backoffice import BackOfficeModelAdmin, HospitalAdminScopedMixin, acting_hospital
-from apps.imaging.models import DicomNode
+from apps.imaging.ingest import ingest_conflict_keep_stored
+from apps.imaging.models import DicomNode, IngestConflict, StagedObject, ValidationFinding, ValidationRuleSetting
 from apps.tenants.context import bind_ae_title
 
 
@@ -77,3 +78,71 @@ class DicomNodeAdmin(HospitalAdminScopedMixin, BackOfficeModelAdmin):
             object_id=node.ae_title,
             details=details,
         )
+
+
+@admin.register(ValidationRuleSetting)
+class ValidationRuleSettingAdmin(HospitalAdminScopedMixin, BackOfficeModelAdmin):
+    """Hospital admins choose, per rule and modality, whether a finding rejects or only warns."""
+
+    list_display = ["code", "modality", "severity", "updated_at"]
+    list_filter = ["severity"]
+    fields = ["code", "modality", "severity"]
+
+    def save_model(self, request: HttpRequest, obj: ValidationRuleSetting, form: Any, change: bool) -> None:
+        hospital = acting_hospital(request)
+        assert hospital is not None
+        obj.hospital = hospital
+        obj.modality = obj.modality.strip().upper() or "*"
+        super().save_model(request, obj, form, change)
+        audit_record(
+            action=Action.HOSPITAL_CHANGED, request=request, hospital=hospital, entry_point=EntryPoint.ADMIN,
+            object_type="validation_rule_setting", object_id=f"{obj.code}/{obj.modality}",
+            details={"severity": obj.severity},
+        )  # fmt: skip
+
+
+class _ReadOnlyQcAdmin(HospitalAdminScopedMixin, BackOfficeModelAdmin):
+    """QC lists for hospital admins: what arrived and what validation found. No patient data."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(StagedObject)
+class StagedObjectAdmin(_ReadOnlyQcAdmin):
+    list_display = ["public_id", "source", "status", "error_code", "size", "attempts", "created_at"]
+    list_filter = ["status", "source", "error_code"]
+    search_fields = ["=public_id", "=sop_instance_uid"]
+    exclude = ["original_name"]
+
+
+@admin.register(ValidationFinding)
+class ValidationFindingAdmin(_ReadOnlyQcAdmin):
+    list_display = ["code", "severity", "modality", "message_zh", "created_at"]
+    list_filter = ["code", "severity", "modality"]
+
+
+@admin.register(IngestConflict)
+class IngestConflictAdmin(_ReadOnlyQcAdmin):
+    """Different bytes under a stored SOP Instance UID. Staff keep the stored version (the
+    received bytes are discarded) after checking with the modality; nothing is overwritten."""
+
+    list_display = ["public_id", "existing", "received_sha256", "created_at", "resolved_at"]
+    list_filter = [("resolved_at", admin.EmptyFieldListFilter)]
+    actions = ["keep_stored"]
+
+    @admin.action(description=_("Keep the stored version and discard the received one"))
+    def keep_stored(self, request: HttpRequest, queryset: QuerySet[IngestConflict]) -> None:
+        for conflict in queryset.filter(resolved_at__isnull=True).select_related("staged"):
+            ingest_conflict_keep_stored(conflict=conflict, actor=request.user)
+            audit_record(
+                action=Action.INSTANCES_IMPORTED, request=request, hospital=conflict.hospital,
+                entry_point=EntryPoint.ADMIN, object_type="ingest_conflict", object_id=str(conflict.public_id),
+                details={"resolution": "keep_stored"},
+            )  # fmt: skip

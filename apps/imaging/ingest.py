@@ -18,13 +18,23 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from apps.imaging import metadata
 from apps.imaging.dicom.parse import DicomRejected, ParsedInstance, parse_part10
 from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy, validate_instance
 from apps.imaging.dicom.series_rules import validate_series
 from apps.imaging.keys import blind_index, field_seal, field_unseal, hospital_key
-from apps.imaging.models import IngestConflict, Instance, Patient, Series, StagedObject, Study, ValidationFinding
+from apps.imaging.models import (
+    IngestConflict,
+    Instance,
+    Patient,
+    Series,
+    StagedObject,
+    Study,
+    ValidationFinding,
+    ValidationRuleSetting,
+)
 from apps.imaging.objectstore import StoredObject, object_delete, object_put
 from apps.imaging.staging import staging_path, staging_remove, staging_write
 from apps.tenants.context import activate_hospital
@@ -56,7 +66,14 @@ class _Refused(Exception):
 
 
 def validation_policy(hospital: Hospital) -> ValidationPolicy:
-    return ValidationPolicy(institution_name=hospital.institution_name)
+    """The hospital's rule severities (per modality) over the rules' defaults."""
+    overrides = {
+        (code, modality.strip().upper() or "*"): Severity(severity)
+        for code, modality, severity in ValidationRuleSetting.objects.filter(hospital=hospital).values_list(
+            "code", "modality", "severity"
+        )
+    }
+    return ValidationPolicy(institution_name=hospital.institution_name, severity_overrides=overrides)
 
 
 def staged_object_create(
@@ -290,6 +307,13 @@ def batch_review(*, hospital: Hospital, outcomes: list[IngestOutcome]) -> list[t
         outcome.findings.append(finding)
         recorded.append((outcome.staged, finding))
     return recorded
+
+
+def ingest_conflict_keep_stored(*, conflict: IngestConflict, actor: Any) -> None:
+    """Resolve a conflict by keeping the stored instance; the received bytes are deleted."""
+    with transaction.atomic():
+        IngestConflict.objects.filter(pk=conflict.pk).update(resolved_at=timezone.now())
+        _remove_staging_after_commit(conflict.staged)
 
 
 def staged_object_give_up(*, staged: StagedObject) -> None:

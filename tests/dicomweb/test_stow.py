@@ -274,3 +274,27 @@ def test_oversized_part_headers_are_400(client, first):
         CONTENT_TYPE=content_type, HTTP_AUTHORIZATION=f"Bearer {token}",
     )  # fmt: skip
     assert response.status_code == 400
+
+
+def test_staff_resolve_a_conflict_by_keeping_the_stored_version(client, first, world, sign_in):
+    from django.urls import reverse
+
+    from apps.imaging.staging import staging_path
+
+    hospital, token = first
+    uid = generate_uid()
+    stow(client, "first", token, [make_ct_slice(SOPInstanceUID=uid, StudyDescription="one")])
+    stow(client, "first", token, [make_ct_slice(SOPInstanceUID=uid, StudyDescription="two")])
+    with hospital_context(hospital):
+        conflict = IngestConflict.objects.select_related("staged").get()
+    assert staging_path(conflict.staged.public_id).exists()  # kept for staff
+    sign_in(world.first["hospital_admin"])
+    response = client.post(
+        reverse("admin:imaging_ingestconflict_changelist"),
+        {"action": "keep_stored", "_selected_action": [conflict.pk]},
+    )
+    assert response.status_code == 302
+    with hospital_context(hospital):
+        conflict.refresh_from_db()
+        assert conflict.resolved_at is not None
+        assert Instance.objects.get().sop_instance_uid == uid

@@ -155,3 +155,34 @@ def test_bad_requests_are_400(uploader, post):
     assert (
         uploader.post(reverse("imaging:upload_files", args=["first"]), {"batch": str(uuid.uuid4())}).status_code == 400
     )
+
+
+def test_hospital_rule_settings_change_what_is_rejected(client, sign_in, world, local_storage, post):
+    import uuid
+
+    from apps.imaging.models import ValidationRuleSetting
+
+    with hospital_context(world.first.hospital):
+        ValidationRuleSetting.objects.create(
+            hospital=world.first.hospital, code="INSTITUTION_MISMATCH", modality="CT", severity="reject"
+        )
+    sign_in(world.first["technologist"])
+    batch = uuid.uuid4()
+    post(client, batch, _file("a.dcm", make_ct_slice(InstitutionName="ELSEWHERE")))
+    status = client.get(reverse("imaging:upload_status", args=["first", batch])).json()["items"]
+    assert [(item["status"], item["code"]) for item in status] == [("rejected", "INSTITUTION_MISMATCH")]
+
+
+def test_qc_lists_show_only_the_hospitals_own_objects(client, sign_in, world, local_storage, post):
+    import uuid
+
+    sign_in(world.second["technologist"])
+    post(client, uuid.uuid4(), _file("x.txt", b"not dicom"), code="second")
+    client.logout()
+    sign_in(world.first["hospital_admin"])
+    response = client.get(reverse("admin:imaging_stagedobject_changelist"))
+    assert response.status_code == 200
+    assert list(response.context["cl"].result_list) == []
+    assert client.get(reverse("admin:imaging_validationrulesetting_add")).status_code == 200
+    sign_in(world.first["clinician"])
+    assert client.get(reverse("admin:imaging_stagedobject_changelist")).status_code == 403

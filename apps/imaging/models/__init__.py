@@ -1,6 +1,7 @@
 from apps.imaging.models.archive import Instance, Patient, Series, Study
 from apps.imaging.models.ingest import DicomNode, IngestConflict, StagedObject, ValidationFinding
 from apps.imaging.models.keys import HospitalKey
+from apps.imaging.models.policy import ValidationRuleSetting
 
 __all__ = [
     "DicomNode",
@@ -12,4 +13,5 @@ __all__ = [
     "StagedObject",
     "Study",
     "ValidationFinding",
+    "ValidationRuleSetting",
 ]
