@@ -30,6 +30,7 @@ run: venv
 
 # The whole suite against PostgreSQL and Redis (DATABASE_URL, REDIS_URL to choose others).
 test: venv
+	scripts/ensure_tools.sh
 	$(PY) scripts/check_services.py
 	$(PY) scripts/ensure_db_roles.py
 	$(VENV)/bin/ruff check .
