@@ -1,12 +1,18 @@
+import json
 from typing import Any, ClassVar
 
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
 from apps.tenants.api import HospitalAPIView
 
 DICOM_JSON = "application/dicom+json"
+
+
+def json_error(status: int, code: str, detail: str) -> HttpResponse:
+    """The error shape of every API endpoint: ``{"error": code, "detail": message}``."""
+    return HttpResponse(json.dumps({"error": code, "detail": detail}), status=status, content_type="application/json")
 
 
 class DicomWebView(HospitalAPIView):

@@ -12,7 +12,6 @@ malformed list or a number past Number of Frames is 400: the instance exists, so
 tell the client it does not, and PS3.18 answers 400 for a request the server cannot interpret.
 """
 
-import json
 import logging
 import re
 import uuid
@@ -23,7 +22,7 @@ from typing import Any
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.request import Request
 
-from apps.dicomweb.base import DicomWebView
+from apps.dicomweb.base import DicomWebView, json_error
 from apps.dicomweb.multipart import ContentType, encode_part_header, parse_content_type
 from apps.dicomweb.wado import stored_object
 from apps.imaging import selectors
@@ -70,8 +69,7 @@ class Refused(Exception):
         self.detail = detail
 
     def response(self) -> HttpResponse:
-        body = json.dumps({"error": self.code, "detail": self.detail})
-        return HttpResponse(body, status=self.status, content_type="application/json")
+        return json_error(self.status, self.code, self.detail)
 
 
 def not_found() -> Refused:

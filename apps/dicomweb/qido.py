@@ -13,19 +13,13 @@ from rest_framework.request import Request
 
 from apps.audit.vocabulary import Action
 from apps.dicomweb import dicomjson
-from apps.dicomweb.base import DICOM_JSON, DicomWebView
+from apps.dicomweb.base import DICOM_JSON, DicomWebView, json_error
 from apps.imaging import selectors
 from apps.imaging.models import Instance, Series, Study
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 _CONTROL = {"limit", "offset", "includefield", "fuzzymatching"}
-
-
-def _bad_request(detail: str) -> HttpResponse:
-    return HttpResponse(
-        json.dumps({"error": "bad_request", "detail": detail}), status=400, content_type="application/json"
-    )
 
 
 def _normalize(query: Any) -> dict[str, str]:
@@ -60,7 +54,7 @@ class _QidoView(DicomWebView):
             limit, offset = _page(request.query_params)
             results = self.search(request, params, limit, offset, **uids)
         except selectors.QueryError as error:
-            return _bad_request(str(error))
+            return json_error(400, "bad_request", str(error))
         self.audit(
             request, Action.STUDIES_QUERIED, object_type=self.level, object_id=uids.get("study_uid", ""),
             details={"keys": sorted(params), "results": len(results)},

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 
 from apps.audit.vocabulary import Action
 from apps.dicomweb import dicomjson
-from apps.dicomweb.base import DICOM_JSON, DicomWebView
+from apps.dicomweb.base import DICOM_JSON, DicomWebView, json_error
 from apps.dicomweb.multipart import MultipartError, parse_content_type, part_chunks, split_parts, spool
 from apps.imaging.ingest import batch_review, staged_object_create, staged_object_process
 from apps.imaging.models import StagedObject
@@ -42,30 +42,26 @@ _FAILURE_REASONS = {
 }
 
 
-def _error(status: int, code: str, detail: str) -> HttpResponse:
-    return HttpResponse(json.dumps({"error": code, "detail": detail}), status=status, content_type="application/json")
-
-
 class StowView(DicomWebView):
     def post(self, request: Request, hospital_code: str, study_uid: str | None = None) -> HttpResponse:
         content_type = parse_content_type(request.META.get("CONTENT_TYPE", ""))
         if content_type.media_type != "multipart/related":
-            return _error(415, "unsupported_media_type", 'Send multipart/related; type="application/dicom".')
+            return json_error(415, "unsupported_media_type", 'Send multipart/related; type="application/dicom".')
         part_type = content_type.params.get("type", "application/dicom").lower()
         if part_type != "application/dicom":
-            return _error(415, "unsupported_media_type", "Only application/dicom parts are supported.")
+            return json_error(415, "unsupported_media_type", "Only application/dicom parts are supported.")
         boundary = content_type.params.get("boundary")
         if not boundary:
-            return _error(400, "bad_request", "The multipart boundary is missing.")
+            return json_error(400, "bad_request", "The multipart boundary is missing.")
         try:
             body = spool(request._request, max_size=settings.STOW_MAX_REQUEST_SIZE)
         except MultipartError:
-            return _error(413, "too_large", "The request is larger than this server accepts.")
+            return json_error(413, "too_large", "The request is larger than this server accepts.")
         with body:
             try:
                 mapped, parts = split_parts(body, boundary)
             except MultipartError as error:
-                return _error(400, "bad_request", f"The multipart body is malformed: {error}.")
+                return json_error(400, "bad_request", f"The multipart body is malformed: {error}.")
             try:
                 return self._store(request, mapped, parts, study_uid)
             finally:

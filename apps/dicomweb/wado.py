@@ -14,24 +14,13 @@ from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.request import Request
 
 from apps.audit.vocabulary import Action
-from apps.dicomweb.base import DICOM_JSON, DicomWebView
+from apps.dicomweb.base import DICOM_JSON, DicomWebView, json_error
 from apps.dicomweb.multipart import encode_part_header, parse_content_type
 from apps.imaging import selectors
 from apps.imaging.keys import hospital_key
 from apps.imaging.metadata import BULK_DATA_PLACEHOLDER, unseal_metadata
 from apps.imaging.models import Instance
 from apps.imaging.objectstore import StoredObject, object_open
-
-
-def _not_acceptable(detail: str) -> HttpResponse:
-    return HttpResponse(
-        json.dumps({"error": "not_acceptable", "detail": detail}), status=406, content_type="application/json"
-    )
-
-
-def _not_found() -> HttpResponse:
-    return HttpResponse(json.dumps({"error": "not_found", "detail": "Not found."}), status=404,
-                        content_type="application/json")  # fmt: skip
 
 
 def _accepted_transfer_syntaxes(accept: str) -> set[str] | None:
@@ -80,13 +69,17 @@ class RetrieveView(DicomWebView):
         params = {"SOPInstanceUID": sop_uid} if sop_uid else {}
         instances = list(selectors.instances_matching(self.hospital, params, study_uid, series_uid))
         if not instances:
-            return _not_found()
+            return json_error(404, "not_found", "Not found.")
         try:
             accepted = _accepted_transfer_syntaxes(request.META.get("HTTP_ACCEPT", ""))
         except ValueError:
-            return _not_acceptable('This resource is available as multipart/related; type="application/dicom".')
+            return json_error(
+                406, "not_acceptable", 'This resource is available as multipart/related; type="application/dicom".'
+            )
         if accepted is not None and any(i.transfer_syntax_uid not in accepted for i in instances):
-            return _not_acceptable("Instances are returned in the transfer syntax they were stored in.")
+            return json_error(
+                406, "not_acceptable", "Instances are returned in the transfer syntax they were stored in."
+            )
         self.audit(
             request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
             details={"series": series_uid or "", "instances": len(instances), "retrieve": "instances"},
@@ -107,7 +100,7 @@ class MetadataView(DicomWebView):
         params = {"SOPInstanceUID": sop_uid} if sop_uid else {}
         instances = list(selectors.instances_matching(self.hospital, params, study_uid, series_uid))
         if not instances:
-            return _not_found()
+            return json_error(404, "not_found", "Not found.")
         self.audit(
             request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
             details={"series": series_uid or "", "instances": len(instances), "retrieve": "metadata"},

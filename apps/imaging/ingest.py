@@ -182,16 +182,20 @@ def _finding(code: str, message_zh: str, message_en: str) -> Finding:
     return Finding(code=code, severity=Severity.REJECT, message_zh=message_zh, message_en=message_en, details={})
 
 
+def _second_patient() -> _Refused:
+    return _Refused(
+        "STUDY_MULTIPLE_PATIENTS",
+        "同一检查中出现了第二位患者的身份。",
+        "A second patient identity appeared inside one study.",
+    )
+
+
 def _study_patient_check(hospital: Hospital, parsed: ParsedInstance) -> None:
     study = Study.objects.filter(hospital=hospital, study_instance_uid=parsed.study_instance_uid).first()
     if study is None:
         return
     if study.patient.mrn_index != blind_index(hospital, parsed.patient_id, field="mrn"):
-        raise _Refused(
-            "STUDY_MULTIPLE_PATIENTS",
-            "同一检查中出现了第二位患者的身份。",
-            "A second patient identity appeared inside one study.",
-        )
+        raise _second_patient()
 
 
 def _index(hospital: Hospital, parsed: ParsedInstance, stored: StoredObject, sealed_metadata: bytes) -> Instance:
@@ -210,11 +214,7 @@ def _index(hospital: Hospital, parsed: ParsedInstance, stored: StoredObject, sea
         },
     )
     if study.patient_id != patient.pk:
-        raise _Refused(
-            "STUDY_MULTIPLE_PATIENTS",
-            "同一检查中出现了第二位患者的身份。",
-            "A second patient identity appeared inside one study.",
-        )
+        raise _second_patient()
     series, series_created = Series.objects.get_or_create(
         hospital=hospital,
         series_instance_uid=parsed.series_instance_uid,
