@@ -6,6 +6,7 @@ token of another hospital, or an unknown hospital code: 404.
 """
 
 import re
+from datetime import timedelta
 from typing import Any, ClassVar
 
 from django.http import Http404
@@ -22,6 +23,7 @@ from apps.tenants.context import activate_hospital, bind_token_hash
 from apps.tenants.models import ApiToken, Hospital
 from apps.tenants.services import token_hash
 
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 _TOKEN_PATTERN = re.compile(r"^yxy_[A-Za-z0-9_-]{40,64}$")
 
 
@@ -82,7 +84,11 @@ class HospitalAPIView(APIView):
         needed = self.required_scopes.get(request.method or "GET")
         if needed is None or needed not in token.scopes:
             raise exceptions.PermissionDenied(_("This token does not allow this operation."))
-        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+        # At most once a minute: the row stays locked until the request commits, and every
+        # concurrent request with this token would otherwise queue behind it.
+        now = timezone.now()
+        if token.last_used_at is None or token.last_used_at < now - LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return hospital, token
 
 

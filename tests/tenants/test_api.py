@@ -99,3 +99,24 @@ def test_issue_api_token_command_prints_a_working_token(client, world):
     assert raw.startswith("yxy_")
     assert _get(client, "second", raw).status_code == 200
     assert _get(client, "first", raw).status_code == 404
+
+
+def test_last_used_is_recorded_at_most_once_a_minute(client, world):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.tenants.context import hospital_context
+
+    token, raw = api_token_issue(hospital=world.first.hospital, name="RIS", scopes=["read"])
+    assert _get(client, "first", raw).status_code == 200
+    with hospital_context(world.first.hospital):
+        first_use = ApiToken.objects.get(pk=token.pk).last_used_at
+    assert first_use is not None
+    assert _get(client, "first", raw).status_code == 200
+    with hospital_context(world.first.hospital):
+        assert ApiToken.objects.get(pk=token.pk).last_used_at == first_use
+        ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now() - timedelta(minutes=5))
+    assert _get(client, "first", raw).status_code == 200
+    with hospital_context(world.first.hospital):
+        assert ApiToken.objects.get(pk=token.pk).last_used_at > first_use
