@@ -88,7 +88,9 @@ if not DATABASE_URL:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASE_URL = f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 # Persistent connections are safe with row-level security: the hospital is set per transaction.
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60), conn_health_checks=True)
+}
 _owner_url = env_str("DATABASE_OWNER_URL")
 DATABASE_OWNER: dict[str, Any] | None = None
 if _owner_url:
