@@ -4,7 +4,6 @@ Reading: the request body is spooled to a temporary file and parts are located w
 multi-GB body never sits in memory. Writing: parts are yielded as they are produced.
 """
 
-import mmap
 import re
 import tempfile
 from collections.abc import Iterator
@@ -79,45 +78,79 @@ def _headers(block: bytes) -> dict[str, str]:
     return headers
 
 
-def split_parts(body: IO[bytes], boundary: str) -> tuple[mmap.mmap | None, list[Part]]:
-    """Locate the parts of a multipart body. Returns the mapping (close it) and the parts."""
+def _read_at(body: IO[bytes], offset: int, length: int) -> bytes:
+    body.seek(offset)
+    return body.read(length)
+
+
+def _occurrences(body: IO[bytes], needle: bytes, start: int, chunk_size: int = 1024 * 1024) -> Iterator[int]:
+    """Offsets of ``needle`` in ``body`` from ``start`` on, reading a chunk at a time."""
+    offset = start  # file offset of window[0]
+    read_position = start
+    window = b""
+    # Seek before every read: the caller reads elsewhere in the file between our yields.
+    while chunk := _read_at(body, read_position, chunk_size):
+        read_position += len(chunk)
+        window += chunk
+        position = window.find(needle)
+        while position >= 0:
+            yield offset + position
+            position = window.find(needle, position + 1)
+        # Keep what could be the start of a match that the next chunk completes.
+        keep = len(needle) - 1
+        if len(window) > keep:
+            offset += len(window) - keep
+            window = window[len(window) - keep :]
+
+
+def split_parts(body: IO[bytes], boundary: str) -> list[Part]:
+    """Locate the parts of a multipart body spooled to a file.
+
+    One sequential pass with bounded reads: the body never has to fit in, or be mapped into,
+    memory. The whole body is checked before any part is used, so a malformed request stores
+    nothing.
+    """
     if not _BOUNDARY_OK.match(boundary) or boundary.endswith(" "):
         raise MultipartError("invalid boundary")
     body.seek(0, 2)
-    if body.tell() == 0:
+    size = body.tell()
+    if size == 0:
         raise MultipartError("empty body")
-    mapped = mmap.mmap(body.fileno(), 0, access=mmap.ACCESS_READ)
     delimiter = b"--" + boundary.encode("latin-1")
+    # The first delimiter may open the body; every later one follows a CRLF.
+    if _read_at(body, 0, len(delimiter)) == delimiter:
+        first = 0
+    else:
+        first = next(_occurrences(body, b"\r\n" + delimiter, 0), -1)
+        if first < 0:
+            raise MultipartError("boundary not found")
+        first += 2
+    later = _occurrences(body, b"\r\n" + delimiter, first + len(delimiter))
     parts: list[Part] = []
-    position = mapped.find(delimiter)
-    if position < 0:
-        mapped.close()
-        raise MultipartError("boundary not found")
+    position = first
     while True:
         after = position + len(delimiter)
-        if mapped[after : after + 2] == b"--":
+        if _read_at(body, after, 2) == b"--":
             break  # close delimiter
         if len(parts) >= MAX_PARTS:
-            mapped.close()
             raise MultipartError(f"more than {MAX_PARTS} parts")
-        header_end = mapped.find(b"\r\n\r\n", after, after + MAX_PART_HEADER)
+        block = _read_at(body, after, MAX_PART_HEADER)
+        header_end = block.find(b"\r\n\r\n")
         if header_end < 0:
-            mapped.close()
             raise MultipartError("part headers missing or too long")
-        headers = _headers(mapped[after:header_end])
-        content_start = header_end + 4
-        next_delimiter = mapped.find(b"\r\n" + delimiter, content_start)
+        headers = _headers(block[:header_end])
+        content_start = after + header_end + 4
+        next_delimiter = next((q for q in later if q >= content_start - 2), -1)
         if next_delimiter < 0:
-            mapped.close()
             raise MultipartError("missing close delimiter")
-        parts.append(Part(headers, content_start, next_delimiter))
+        parts.append(Part(headers, content_start, max(next_delimiter, content_start)))
         position = next_delimiter + 2
-    return mapped, parts
+    return parts
 
 
-def part_chunks(mapped: mmap.mmap, part: Part, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
+def part_chunks(body: IO[bytes], part: Part, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:
     for offset in range(part.start, part.end, chunk_size):
-        yield mapped[offset : min(offset + chunk_size, part.end)]
+        yield _read_at(body, offset, min(chunk_size, part.end - offset))
 
 
 def encode_part_header(boundary: str, content_type: str, extra: dict[str, str] | None = None) -> bytes:

@@ -7,7 +7,7 @@ stored; 400: the body is not a well-formed multipart/related; 415: another media
 import json
 import logging
 import uuid
-from typing import Any
+from typing import IO, Any
 
 from django.conf import settings
 from django.db import transaction
@@ -59,16 +59,12 @@ class StowView(DicomWebView):
             return json_error(413, "too_large", "The request is larger than this server accepts.")
         with body:
             try:
-                mapped, parts = split_parts(body, boundary)
+                parts = split_parts(body, boundary)
             except MultipartError as error:
                 return json_error(400, "bad_request", f"The multipart body is malformed: {error}.")
-            try:
-                return self._store(request, mapped, parts, study_uid)
-            finally:
-                if mapped is not None:
-                    mapped.close()
+            return self._store(request, body, parts, study_uid)
 
-    def _store(self, request: Request, mapped: Any, parts: list[Any], study_uid: str | None) -> HttpResponse:
+    def _store(self, request: Request, body: IO[bytes], parts: list[Any], study_uid: str | None) -> HttpResponse:
         batch = uuid.uuid4()
         referenced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
@@ -79,7 +75,7 @@ class StowView(DicomWebView):
                 continue
             try:
                 staged = staged_object_create(
-                    hospital=self.hospital, source=StagedObject.Source.STOW, chunks=part_chunks(mapped, part),
+                    hospital=self.hospital, source=StagedObject.Source.STOW, chunks=part_chunks(body, part),
                     batch=batch,
                 )  # fmt: skip
             except StagingTooLarge:
@@ -113,20 +109,20 @@ class StowView(DicomWebView):
             request, Action.INSTANCES_IMPORTED, object_type="study", object_id=study_uid or "",
             details={"batch": str(batch), "stored": len(referenced), "failed": len(failed)},
         )  # fmt: skip
-        body: dict[str, Any] = {}
+        result: dict[str, Any] = {}
         if study_uid:
-            body.update(dicomjson.dataset(RetrieveURL=self.study_url(request, study_uid)))
+            result.update(dicomjson.dataset(RetrieveURL=self.study_url(request, study_uid)))
         if referenced:
-            body.update(dicomjson.dataset(ReferencedSOPSequence=referenced))
+            result.update(dicomjson.dataset(ReferencedSOPSequence=referenced))
         if failed:
-            body.update(dicomjson.dataset(FailedSOPSequence=failed))
+            result.update(dicomjson.dataset(FailedSOPSequence=failed))
         if not referenced:
             status = 409
         elif failed or any_warning:
             status = 202
         else:
             status = 200
-        return HttpResponse(json.dumps(body), status=status, content_type=DICOM_JSON)
+        return HttpResponse(json.dumps(result), status=status, content_type=DICOM_JSON)
 
     def _instance_url(self, request: Request, staged: StagedObject) -> str:
         instance = staged.instance

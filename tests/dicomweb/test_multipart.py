@@ -1,0 +1,38 @@
+"""multipart/related splitting: boundaries across read chunks, empty parts, bounded reads."""
+
+import io
+
+import pytest
+
+from apps.dicomweb.multipart import MultipartError, part_chunks, split_parts
+
+
+def _body(parts: list[bytes], boundary: str = "b0undary", preamble: bytes = b"") -> io.BytesIO:
+    data = preamble
+    for part in parts:
+        data += f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + b"\r\n"
+    data += f"--{boundary}--\r\n".encode()
+    return io.BytesIO(data)
+
+
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 1024 * 1024])
+def test_parts_are_found_whatever_the_read_size(chunk_size, monkeypatch):
+    import apps.dicomweb.multipart as multipart
+
+    original = multipart._occurrences
+    monkeypatch.setattr(
+        multipart,
+        "_occurrences",
+        lambda body, needle, start, chunk_size_=chunk_size: original(body, needle, start, chunk_size_),
+    )
+    contents = [b"first", b"", b"x" * 5000 + b"\r\n--b0undaR" + b"y" * 10, b"\r\n"]
+    body = _body(contents, preamble=b"ignored preamble\r\n")
+    parts = split_parts(body, "b0undary")
+    assert [b"".join(part_chunks(body, part, chunk_size=3)) for part in parts] == contents
+    assert all(part.content_type == "application/dicom" for part in parts)
+
+
+def test_a_missing_close_delimiter_is_refused():
+    data = b"--b\r\nContent-Type: application/dicom\r\n\r\nno end"
+    with pytest.raises(MultipartError):
+        split_parts(io.BytesIO(data), "b")
