@@ -18,7 +18,13 @@ from apps.audit.vocabulary import Action
 from apps.dicomweb import dicomjson
 from apps.dicomweb.base import DICOM_JSON, DicomWebView, json_error
 from apps.dicomweb.multipart import MultipartError, parse_content_type, part_chunks, split_parts, spool
-from apps.imaging.ingest import batch_review, staged_object_create, staged_object_process
+from apps.imaging.ingest import (
+    IngestOutcome,
+    batch_review,
+    staged_object_create,
+    staged_object_process,
+    validation_policy,
+)
 from apps.imaging.models import StagedObject
 from apps.imaging.staging import StagingTooLarge
 
@@ -69,6 +75,7 @@ class StowView(DicomWebView):
         referenced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
         outcomes = []
+        policy = validation_policy(self.hospital)
         for part in parts:
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
@@ -83,12 +90,12 @@ class StowView(DicomWebView):
                 continue
             try:
                 with transaction.atomic():
-                    outcomes.append(staged_object_process(staged=staged, expected_study_uid=study_uid))
+                    outcomes.append(staged_object_process(staged=staged, expected_study_uid=study_uid, policy=policy))
             except Exception:
                 # Left "received": the retry sweeper takes it up again. The client hears 0x0110.
                 logger.exception("STOW: staged object %s could not be processed", staged.public_id)
                 failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
-        batch_review(hospital=self.hospital, outcomes=outcomes)
+        batch_review(hospital=self.hospital, outcomes=outcomes, policy=policy)
         any_warning = False
         for outcome in outcomes:
             staged = outcome.staged
@@ -97,7 +104,7 @@ class StowView(DicomWebView):
                 "ReferencedSOPInstanceUID": staged.sop_instance_uid or None,
             }
             if staged.status in {StagedObject.Status.STORED, StagedObject.Status.DUPLICATE}:
-                item = dicomjson.dataset(**identity, RetrieveURL=self._instance_url(request, staged))
+                item = dicomjson.dataset(**identity, RetrieveURL=self._instance_url(request, outcome))
                 if outcome.warnings:
                     any_warning = True
                     item.update(dicomjson.dataset(WarningReason=WARNING_DATA_SET_DOES_NOT_MATCH))
@@ -124,10 +131,16 @@ class StowView(DicomWebView):
             status = 200
         return HttpResponse(json.dumps(result), status=status, content_type=DICOM_JSON)
 
-    def _instance_url(self, request: Request, staged: StagedObject) -> str:
-        instance = staged.instance
-        assert instance is not None
-        series = instance.series
+    def _instance_url(self, request: Request, outcome: IngestOutcome) -> str:
+        """Built from the parsed UIDs: no queries per instance."""
+        parsed = outcome.parsed
+        if parsed is None:  # an object finished earlier, returned as it was
+            instance = outcome.staged.instance
+            assert instance is not None
+            series = instance.series
+            return self.instance_url(
+                request, series.study.study_instance_uid, series.series_instance_uid, instance.sop_instance_uid
+            )
         return self.instance_url(
-            request, series.study.study_instance_uid, series.series_instance_uid, instance.sop_instance_uid
+            request, parsed.study_instance_uid, parsed.series_instance_uid, parsed.sop_instance_uid
         )

@@ -127,11 +127,10 @@ def _check_existing(hospital: Hospital, parsed: ParsedInstance, sha256: str) -> 
     return existing
 
 
-def _patient_for(hospital: Hospital, parsed: ParsedInstance) -> Patient:
+def _patient_for(hospital: Hospital, parsed: ParsedInstance, existing: Patient | None) -> Patient:
+    if existing is not None:
+        return existing
     mrn_index = blind_index(hospital, parsed.patient_id, field="mrn")
-    patient = Patient.objects.filter(hospital=hospital, mrn_index=mrn_index).first()
-    if patient is not None:
-        return patient
     try:
         with transaction.atomic():
             return Patient.objects.create(
@@ -152,14 +151,17 @@ def _patient_for(hospital: Hospital, parsed: ParsedInstance) -> Patient:
 _PLACEHOLDER_IDS = {"", "UNKNOWN", "ANONYMOUS", "NONE", "NULL", "N/A", "NA", "0", "-"}
 
 
-def _identity_findings(hospital: Hospital, parsed: ParsedInstance) -> list[Finding]:
+def _existing_patient(hospital: Hospital, parsed: ParsedInstance) -> Patient | None:
+    return Patient.objects.filter(
+        hospital=hospital, mrn_index=blind_index(hospital, parsed.patient_id, field="mrn")
+    ).first()
+
+
+def _identity_findings(hospital: Hospital, parsed: ParsedInstance, patient: Patient | None) -> list[Finding]:
     """Patients are keyed by the hospital's Patient ID, so it must be real and must not already
     belong to someone else: merging two people would show one the other's images."""
     if parsed.patient_id.strip().upper() in _PLACEHOLDER_IDS:
         return [_finding("PATIENT_ID_MISSING", "缺少有效的患者 ID（PatientID）。", "A real Patient ID is missing.")]
-    patient = Patient.objects.filter(
-        hospital=hospital, mrn_index=blind_index(hospital, parsed.patient_id, field="mrn")
-    ).first()
     if patient is None:
         return []
     known_name = blind_index(hospital, parsed.patient_name, field="name")
@@ -190,16 +192,20 @@ def _second_patient() -> _Refused:
     )
 
 
-def _study_patient_check(hospital: Hospital, parsed: ParsedInstance) -> None:
-    study = Study.objects.filter(hospital=hospital, study_instance_uid=parsed.study_instance_uid).first()
-    if study is None:
-        return
-    if study.patient.mrn_index != blind_index(hospital, parsed.patient_id, field="mrn"):
+def _study_patient_check(hospital: Hospital, parsed: ParsedInstance, patient: Patient | None) -> None:
+    study_patient = (
+        Study.objects.filter(hospital=hospital, study_instance_uid=parsed.study_instance_uid)
+        .values_list("patient_id", flat=True)
+        .first()
+    )
+    if study_patient is not None and (patient is None or study_patient != patient.pk):
         raise _second_patient()
 
 
-def _index(hospital: Hospital, parsed: ParsedInstance, stored: StoredObject, sealed_metadata: bytes) -> Instance:
-    patient = _patient_for(hospital, parsed)
+def _index(
+    hospital: Hospital, parsed: ParsedInstance, stored: StoredObject, sealed_metadata: bytes, existing: Patient | None
+) -> Instance:
+    patient = _patient_for(hospital, parsed, existing)
     study, _created = Study.objects.select_for_update().get_or_create(
         hospital=hospital,
         study_instance_uid=parsed.study_instance_uid,
@@ -290,7 +296,9 @@ def _finish(staged: StagedObject, status: str, **fields: Any) -> None:
     staged.save()
 
 
-def batch_review(*, hospital: Hospital, outcomes: list[IngestOutcome]) -> list[tuple[StagedObject, Finding]]:
+def batch_review(
+    *, hospital: Hospital, outcomes: list[IngestOutcome], policy: ValidationPolicy | None = None
+) -> list[tuple[StagedObject, Finding]]:
     """Series-level checks over the instances stored by one request (one modality, device and
     body part per series; slice spacing consistent with thickness), recorded as QC findings."""
     stored = [
@@ -298,7 +306,7 @@ def batch_review(*, hospital: Hospital, outcomes: list[IngestOutcome]) -> list[t
         if outcome.parsed is not None and outcome.staged.status == StagedObject.Status.STORED
     ]  # fmt: skip
     by_uid = {outcome.parsed.sop_instance_uid: outcome for outcome in stored if outcome.parsed}
-    results = validate_series([o.parsed for o in stored if o.parsed], policy=validation_policy(hospital))
+    results = validate_series([o.parsed for o in stored if o.parsed], policy=policy or validation_policy(hospital))
     recorded = []
     for sop_instance_uid, finding in results:
         outcome = by_uid[sop_instance_uid]
@@ -326,11 +334,14 @@ def staged_object_give_up(*, staged: StagedObject) -> None:
     )  # fmt: skip
 
 
-def staged_object_process(*, staged: StagedObject, expected_study_uid: str | None = None) -> IngestOutcome:
+def staged_object_process(
+    *, staged: StagedObject, expected_study_uid: str | None = None, policy: ValidationPolicy | None = None
+) -> IngestOutcome:
     """Ingest one staged object; idempotent: a finished one is returned as it is.
 
     Runs inside the staged object's hospital context (the caller's transaction or its own).
-    ``expected_study_uid`` is the study a STOW-RS request was addressed to, if any.
+    ``expected_study_uid`` is the study a STOW-RS request was addressed to, if any; ``policy``
+    the hospital's validation policy, when the caller has it already.
     """
     hospital = staged.hospital
     activate_hospital(hospital)
@@ -338,8 +349,9 @@ def staged_object_process(*, staged: StagedObject, expected_study_uid: str | Non
         return IngestOutcome(staged)
     try:
         parsed = parse_part10(staging_path(staged.public_id))
-        findings = validate_instance(parsed, policy=validation_policy(hospital))
-        findings += _identity_findings(hospital, parsed)
+        findings = validate_instance(parsed, policy=policy or validation_policy(hospital))
+        patient = _existing_patient(hospital, parsed)
+        findings += _identity_findings(hospital, parsed, patient)
         sealed_metadata = metadata.seal_metadata(hospital, parsed)
     except DicomRejected as rejected:
         with transaction.atomic():
@@ -380,14 +392,14 @@ def staged_object_process(*, staged: StagedObject, expected_study_uid: str | Non
                 _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
             _remove_staging_after_commit(staged)
             return IngestOutcome(staged, findings, parsed)
-        _study_patient_check(hospital, parsed)
+        _study_patient_check(hospital, parsed, patient)
         with open(staging_path(staged.public_id), "rb") as source:
             stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size)
         if stored.sha256 != sha256:
             raise _Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")
         try:
             with transaction.atomic():
-                instance = _index(hospital, parsed, stored, sealed_metadata)
+                instance = _index(hospital, parsed, stored, sealed_metadata, patient)
                 _record_findings(staged, findings, parsed.modality, instance)
                 _finish(staged, StagedObject.Status.STORED, instance=instance, **identity)
         except IntegrityError:
