@@ -354,22 +354,21 @@ def staged_object_process(
         findings += _identity_findings(hospital, parsed, patient)
         sealed_metadata = metadata.seal_metadata(hospital, parsed)
     except DicomRejected as rejected:
-        with transaction.atomic():
-            _finish(
-                staged, StagedObject.Status.REJECTED, error_code=rejected.code,
-                error_message_zh=rejected.message_zh[:300], error_message_en=rejected.message_en[:300],
-            )  # fmt: skip
+        _finish(
+            staged, StagedObject.Status.REJECTED, error_code=rejected.code,
+            error_message_zh=rejected.message_zh[:300], error_message_en=rejected.message_en[:300],
+        )  # fmt: skip
         _remove_staging_after_commit(staged)
         return IngestOutcome(staged)
-    except (ValueError, TypeError, KeyError, AttributeError, OverflowError):
-        # A value pydicom cannot represent (a DS of "1,25", say): refuse the object, naming no value.
-        logger.info("staged object %s: unreadable attribute value", staged.public_id)
-        with transaction.atomic():
-            _finish(
-                staged, StagedObject.Status.REJECTED, error_code="DICOM_MALFORMED",
-                error_message_zh="文件中有无法解读的属性值。",
-                error_message_en="The file holds an attribute value that cannot be read.",
-            )  # fmt: skip
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
+        # A value pydicom cannot represent (a DS of "1,25", say): refuse the object. The log names
+        # the error's type only: its message may quote the value.
+        logger.warning("staged object %s: unreadable attribute value (%s)", staged.public_id, type(error).__name__)
+        _finish(
+            staged, StagedObject.Status.REJECTED, error_code="DICOM_MALFORMED",
+            error_message_zh="文件中有无法解读的属性值。",
+            error_message_en="The file holds an attribute value that cannot be read.",
+        )  # fmt: skip
         _remove_staging_after_commit(staged)
         return IngestOutcome(staged)
     identity = {"sop_instance_uid": parsed.sop_instance_uid, "sop_class_uid": parsed.sop_class_uid}
@@ -388,8 +387,7 @@ def staged_object_process(
         sha256 = _file_sha256(staged)
         existing = _check_existing(hospital, parsed, sha256)
         if existing is not None:
-            with transaction.atomic():
-                _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
+            _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
             _remove_staging_after_commit(staged)
             return IngestOutcome(staged, findings, parsed)
         _study_patient_check(hospital, parsed, patient)
@@ -409,8 +407,7 @@ def staged_object_process(
             existing = _check_existing(hospital, parsed, sha256)
             if existing is None:
                 raise
-            with transaction.atomic():
-                _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
+            _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
             _remove_staging_after_commit(staged)
             return IngestOutcome(staged, findings, parsed)
     except _Refused as refused:
