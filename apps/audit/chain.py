@@ -50,6 +50,11 @@ def event_hash(event: AuditEvent) -> str:
     return hmac.new(key, canonical_json(content).encode(), hashlib.sha256).hexdigest()
 
 
+def head_signature(chain: str, sequence: int, last_hash: str) -> str:
+    key = f"chain-head:{settings.AUDIT_CHAIN_KEY}".encode()
+    return hmac.new(key, f"{chain}\x1f{sequence}\x1f{last_hash}".encode(), hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class ChainProblem:
     chain: str
@@ -82,6 +87,13 @@ def verify_chain(chain: str) -> ChainProblem | None:
         expected_sequence += 1
         last = event
     head = AuditChainHead.objects.filter(chain=chain).first()
+    if (
+        head is not None
+        and head.sequence
+        and not hmac.compare_digest(head.signature, head_signature(chain, head.sequence, head.hash))
+    ):
+        sequence = last.sequence if last else 0
+        return ChainProblem(chain, sequence, str(last.public_id) if last else "-", "the chain head was altered")
     if head is not None and (last is None or head.sequence != last.sequence or head.hash != last.hash):
         sequence = last.sequence if last else 0
         public_id = str(last.public_id) if last else "-"

@@ -103,6 +103,8 @@ class AuditChainHead(models.Model):
     chain = models.CharField(max_length=40, unique=True)
     sequence = models.PositiveBigIntegerField(default=0)
     hash = models.CharField(max_length=64, default="")
+    # HMAC over (chain, sequence, hash): rewinding the head to hide removed events needs the key.
+    signature = models.CharField(max_length=64, default="")
 
     def __str__(self) -> str:
         return f"{self.chain}#{self.sequence}"

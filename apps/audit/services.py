@@ -11,7 +11,15 @@ from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
 
-from apps.audit.chain import ChainProblem, all_chains, canonical_json, chain_name, event_hash, verify_chain
+from apps.audit.chain import (
+    ChainProblem,
+    all_chains,
+    canonical_json,
+    chain_name,
+    event_hash,
+    head_signature,
+    verify_chain,
+)
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.audit.vocabulary import DICOM_EVENTS, Action, EntryPoint, Outcome
 from apps.tenants.context import bind_new_row, platform_scope
@@ -110,7 +118,9 @@ def audit_record(
         bind_new_row(str(event.public_id))
         event.save(force_insert=True)
         bind_new_row("")
-        AuditChainHead.objects.filter(pk=head.pk).update(sequence=event.sequence, hash=event.hash)
+        AuditChainHead.objects.filter(pk=head.pk).update(
+            sequence=event.sequence, hash=event.hash, signature=head_signature(chain, event.sequence, event.hash)
+        )
     return event
 
 

@@ -164,3 +164,16 @@ def test_ipv4_mapped_ipv6_clients_verify():
         action=Action.LOGIN_FAILED, request=RequestFactory().get("/", REMOTE_ADDR="2001:DB8::1"), actor_name="y"
     )
     assert audit_chains_verify() == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rewound_chain_head_is_caught(owner_connection):
+    events = _record_five(HospitalFactory())
+    # Remove the last event and rewind the head to the one before, as an intruder would.
+    _tamper(owner_connection, f"DELETE FROM {TABLE} WHERE id = %s", [events[4].pk])
+    owner_connection.execute(
+        "UPDATE audit_auditchainhead SET sequence = %s, hash = %s WHERE chain = %s",
+        [events[3].sequence, events[3].hash, events[3].chain],
+    )
+    _message, output = _verify_output()
+    assert "the chain head was altered" in output
