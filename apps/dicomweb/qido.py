@@ -47,6 +47,7 @@ def _page(query: Any) -> tuple[int, int]:
 
 class _QidoView(DicomWebView):
     level = ""
+    matching_keys: frozenset[str] = frozenset()
 
     def get(self, request: Request, hospital_code: str, **uids: str) -> HttpResponse:
         try:
@@ -59,7 +60,17 @@ class _QidoView(DicomWebView):
             request, Action.STUDIES_QUERIED, object_type=self.level, object_id=uids.get("study_uid", ""),
             details={"keys": sorted(params), "results": len(results)},
         )  # fmt: skip
-        return HttpResponse(json.dumps(results, ensure_ascii=False), content_type=DICOM_JSON)
+        response = HttpResponse(json.dumps(results, ensure_ascii=False), content_type=DICOM_JSON)
+        # PS3.18: say what was not honoured rather than fail.
+        warnings = []
+        ignored = [key for key in sorted(set(params) - self.matching_keys) if key.isascii() and key.isalnum()]
+        if ignored:
+            warnings.append(f"The following attributes are not supported as matching keys: {', '.join(ignored)[:200]}")
+        if request.query_params.get("includefield"):
+            warnings.append("includefield is not supported; the default attributes are returned")
+        if warnings:
+            response["Warning"] = ", ".join(f'299 {request.get_host()} "{text}"' for text in warnings)
+        return response
 
     def search(self, request: Request, params: dict[str, str], limit: int, offset: int, **uids: str) -> list[Any]:
         raise NotImplementedError
@@ -67,6 +78,9 @@ class _QidoView(DicomWebView):
 
 class StudySearchView(_QidoView):
     level = "study"
+    matching_keys = frozenset(
+        {"StudyInstanceUID", "PatientID", "PatientName", "StudyDate", "AccessionNumber", "ModalitiesInStudy", "StudyID"}
+    )
 
     def search(self, request: Request, params: dict[str, str], limit: int, offset: int, **uids: str) -> list[Any]:
         studies = selectors.studies_matching(self.hospital, params)
@@ -101,6 +115,7 @@ class StudySearchView(_QidoView):
 
 class SeriesSearchView(_QidoView):
     level = "series"
+    matching_keys = frozenset({"SeriesInstanceUID", "Modality", "SeriesNumber", "StudyInstanceUID"})
 
     def search(self, request: Request, params: dict[str, str], limit: int, offset: int, **uids: str) -> list[Any]:
         series = selectors.series_matching(self.hospital, params, uids.get("study_uid"))
@@ -123,6 +138,7 @@ class SeriesSearchView(_QidoView):
 
 class InstanceSearchView(_QidoView):
     level = "instance"
+    matching_keys = frozenset({"SOPInstanceUID", "SOPClassUID", "SeriesInstanceUID", "InstanceNumber"})
 
     def search(self, request: Request, params: dict[str, str], limit: int, offset: int, **uids: str) -> list[Any]:
         instances = selectors.instances_matching(self.hospital, params, uids.get("study_uid"), uids.get("series_uid"))

@@ -183,3 +183,13 @@ def test_queries_and_retrievals_are_audited_without_patient_values(client, archi
     assert "P-ZHANG" not in str(query.details)
     access = next(e for e in events if e.action == "instances_accessed")
     assert (access.event_id, access.object_id, access.details["instances"]) == ("110103", study_uid, 3)
+
+
+def test_unsupported_matching_keys_are_named_in_a_warning(client, archive):
+    response = _qido(client, archive["token"], PatientBirthDate="19700101", includefield="all")
+    assert response.status_code == 200
+    assert len(response.json()) == 3  # the key is not used for matching
+    assert "PatientBirthDate" in response["Warning"]
+    assert response["Warning"].startswith("299 ")
+    assert "includefield" in response["Warning"]
+    assert "Warning" not in _qido(client, archive["token"], PatientID="P-ZHANG")
