@@ -33,10 +33,11 @@ from apps.tenants.context import hospital_context, platform_scope
 from tests.dicomweb.helpers import read_multipart, token_for
 from tests.imaging.dicom_factory import make_ct_series, make_ct_slice
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which("storescu"), reason="DCMTK (storescu, echoscu) is not installed"),
-]
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# DCMTK is the independent client these tests drive; `make test` installs it (scripts/ensure_tools.sh).
+# Without it the tests fail rather than skip, so a missing client is never mistaken for a pass.
+assert shutil.which("storescu") and shutil.which("echoscu"), "DCMTK is missing: run scripts/ensure_tools.sh"
 
 GATEWAY_AE = "YINGXIANG"
 SECOND_INSTITUTION = "SECOND PEOPLES HOSPITAL"
