@@ -30,6 +30,22 @@ def _inline_management(prefix: str, total: int, initial: int = 0) -> dict[str, s
     }
 
 
+def _user_change_form(target, *, platform_roles: list[str]) -> dict[str, str]:
+    """The security admin's user change form, adding the given platform roles."""
+    data = {
+        "username": target.username,
+        "display_name": target.display_name,
+        "email": "",
+        "is_active": "on",
+        "locked_until_0": "",
+        "locked_until_1": "",
+        **_inline_management("memberships", 0, 0),
+        **_inline_management("platform_roles", len(platform_roles)),
+    }
+    data.update({f"platform_roles-{index}-role": role for index, role in enumerate(platform_roles)})
+    return data
+
+
 def test_clinician_gets_403_in_the_back_office(client, sign_in, world):
     sign_in(world.first["clinician"])
     assert client.get(reverse("admin:index")).status_code == 403
@@ -169,18 +185,7 @@ def test_weak_password_for_new_staff_is_a_form_error(client, sign_in, world):
 def test_security_admin_cannot_give_two_separated_duties(client, sign_in, world):
     sign_in(world.platform["security_admin"])
     target = world.first["clinician"]
-    data = {
-        "username": target.username,
-        "display_name": target.display_name,
-        "email": "",
-        "is_active": "on",
-        "locked_until_0": "",
-        "locked_until_1": "",
-        **_inline_management("memberships", 0, 0),
-        **_inline_management("platform_roles", 2),
-        "platform_roles-0-role": "system_admin",
-        "platform_roles-1-role": "audit_admin",
-    }
+    data = _user_change_form(target, platform_roles=["system_admin", "audit_admin"])
     response = client.post(reverse("admin:accounts_user_change", args=[target.pk]), data)
     assert response.status_code == 200
     assert not PlatformRoleGrant.objects.filter(user=target).exists()
@@ -217,17 +222,7 @@ def test_hospital_admin_issues_a_token_shown_once(client, sign_in, world):
 def test_security_admin_grants_one_separated_duty(client, sign_in, world):
     sign_in(world.platform["security_admin"])
     target = world.first["clinician"]
-    data = {
-        "username": target.username,
-        "display_name": target.display_name,
-        "email": "",
-        "is_active": "on",
-        "locked_until_0": "",
-        "locked_until_1": "",
-        **_inline_management("memberships", 0, 0),
-        **_inline_management("platform_roles", 1),
-        "platform_roles-0-role": "audit_admin",
-    }
+    data = _user_change_form(target, platform_roles=["audit_admin"])
     response = client.post(reverse("admin:accounts_user_change", args=[target.pk]), data)
     assert response.status_code == 302
     assert list(PlatformRoleGrant.objects.filter(user=target).values_list("role", flat=True)) == ["audit_admin"]
