@@ -68,6 +68,8 @@ class StowView(DicomWebView):
                 parts = split_parts(body, boundary)
             except MultipartError as error:
                 return json_error(400, "bad_request", f"The multipart body is malformed: {error}.")
+            if not parts:
+                return json_error(400, "bad_request", "The request holds no instance.")
             return self._store(request, body, parts, study_uid)
 
     def _store(self, request: Request, body: IO[bytes], parts: list[Any], study_uid: str | None) -> HttpResponse:

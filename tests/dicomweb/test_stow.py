@@ -298,3 +298,14 @@ def test_staff_resolve_a_conflict_by_keeping_the_stored_version(client, first, w
         conflict.refresh_from_db()
         assert conflict.resolved_at is not None
         assert Instance.objects.get().sop_instance_uid == uid
+
+
+def test_a_request_without_instances_is_400(client, first):
+    _hospital, token = first
+    content_type = 'multipart/related; type="application/dicom"; boundary=abc'
+    response = client.generic(
+        "POST", "/api/first/dicom-web/studies", b"--abc--\r\n", content_type=content_type,
+        CONTENT_TYPE=content_type, HTTP_AUTHORIZATION=f"Bearer {token}",
+    )  # fmt: skip
+    assert response.status_code == 400
+    assert response.json()["detail"] == "The request holds no instance."
