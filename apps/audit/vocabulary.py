@@ -44,6 +44,11 @@ class Action(models.TextChoices):
     DICOM_NODE_REGISTERED = "dicom_node_registered", _("DICOM node registered")
     DICOM_NODE_CHANGED = "dicom_node_changed", _("DICOM node changed")
     DICOM_NODE_REMOVED = "dicom_node_removed", _("DICOM node removed")
+    REPORT_CREATED = "report_created", _("Report created")
+    REPORT_DRAFT_SAVED = "report_draft_saved", _("Report draft saved")
+    REPORT_SIGNED = "report_signed", _("Report signed")
+    REPORT_AMENDED = "report_amended", _("Report amended")
+    REPORT_VIEWED = "report_viewed", _("Report viewed")
 
 
 class Outcome(models.IntegerChoices):
@@ -94,4 +99,10 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     Action.DICOM_NODE_REGISTERED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "C"),
     Action.DICOM_NODE_CHANGED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "U"),
     Action.DICOM_NODE_REMOVED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "D"),
+    # A diagnostic report is part of the patient record (PS3.15 A.5.3.9, 110110 Patient Record).
+    Action.REPORT_CREATED: DicomEvent("110110", "Patient Record", action_code="C"),
+    Action.REPORT_DRAFT_SAVED: DicomEvent("110110", "Patient Record", action_code="U"),
+    Action.REPORT_SIGNED: DicomEvent("110110", "Patient Record", action_code="U"),
+    Action.REPORT_AMENDED: DicomEvent("110110", "Patient Record", action_code="U"),
+    Action.REPORT_VIEWED: DicomEvent("110110", "Patient Record", action_code="R"),
 }

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.imaging",
     "apps.dicomweb",
+    "apps.reports",
     "apps.core.admin_config.BackOfficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",

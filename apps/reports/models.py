@@ -1,0 +1,139 @@
+"""Diagnostic reports: one per study, every change a new immutable, hashed (and when final,
+signed) version. The ``Report`` row only points at its latest version."""
+
+import uuid
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from apps.imaging.models import Study
+from apps.tenants.models import TenantOwnedModel, TenantQuerySet
+
+
+class ImmutableVersionError(RuntimeError):
+    pass
+
+
+class DoctorSigningKey(TenantOwnedModel):
+    """A doctor's Ed25519 key at one hospital. The private key is sealed with the hospital's
+    field key (``apps.imaging.keys.field_seal``), bound to the user's public id."""
+
+    class Algorithm(models.TextChoices):
+        ED25519 = "ed25519", "Ed25519"
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="signing_keys", verbose_name=_("user")
+    )
+    algorithm = models.CharField(max_length=16, choices=Algorithm.choices, default=Algorithm.ED25519)
+    public_key = models.BinaryField(editable=False)
+    private_key_sealed = models.BinaryField(editable=False)
+    is_active = models.BooleanField(_("active"), default=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("doctor signing key")
+        verbose_name_plural = _("doctor signing keys")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hospital", "user"], condition=Q(is_active=True), name="signing_key_one_active_per_user"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.algorithm}:{self.public_id}"
+
+
+class Report(TenantOwnedModel):
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        PRELIMINARY = "preliminary", _("Preliminary")
+        FINAL = "final", _("Final")
+        AMENDED = "amended", _("Amended")
+        ENTERED_IN_ERROR = "entered_in_error", _("Entered in error")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    study = models.OneToOneField(Study, on_delete=models.PROTECT, related_name="report", verbose_name=_("study"))
+    status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DRAFT)
+    current_version = models.PositiveIntegerField(_("current version"), default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("report")
+        verbose_name_plural = _("reports")
+        indexes = [models.Index(fields=["hospital", "status", "updated_at"])]
+
+    def __str__(self) -> str:
+        return str(self.public_id)
+
+    @property
+    def is_signed(self) -> bool:
+        return self.status in (self.Status.FINAL, self.Status.AMENDED)
+
+
+class ReportVersionQuerySet(TenantQuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise ImmutableVersionError("Report versions cannot be changed.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ImmutableVersionError("Report versions cannot be deleted.")
+
+
+class ReportVersion(TenantOwnedModel):
+    """One immutable state of a report. The app role has no UPDATE or DELETE on this table."""
+
+    append_only: ClassVar[bool] = True
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="versions", editable=False)
+    number = models.PositiveIntegerField(_("version"), editable=False)
+    status = models.CharField(_("status"), max_length=20, choices=Report.Status.choices, editable=False)
+    exam_description = models.TextField(_("examination"), blank=True, editable=False)
+    technique = models.TextField(_("technique"), blank=True, editable=False)
+    findings = models.TextField(_("findings (影像所见)"), blank=True, editable=False)
+    impression = models.TextField(_("impression (诊断意见)"), blank=True, editable=False)
+    recommendation = models.TextField(_("recommendation"), blank=True, editable=False)
+    reporting_doctor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    reviewing_doctor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False)
+    reason = models.TextField(_("reason for change"), blank=True, editable=False)
+    content_sha256 = models.CharField(max_length=64, editable=False)
+    signature = models.BinaryField(null=True, blank=True, editable=False)
+    signing_key = models.ForeignKey(
+        DoctorSigningKey, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    signed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+    )
+    signed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects: ClassVar[Any] = ReportVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["report", "number"]
+        verbose_name = _("report version")
+        verbose_name_plural = _("report versions")
+        constraints = [
+            models.UniqueConstraint(fields=["hospital", "report", "number"], name="report_version_unique_number")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.report_id} v{self.number}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ImmutableVersionError("Report versions cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableVersionError("Report versions cannot be deleted.")
