@@ -45,9 +45,12 @@ def _register_failure(*, user: User, request: HttpRequest, action: Action) -> No
         user.locked_until = timezone.now() + timedelta(seconds=settings.LOGIN_LOCKOUT_SECONDS)
         user.failed_login_count = 0
         fields.append("locked_until")
-        audit_record(action=Action.ACCOUNT_LOCKED, request=request, actor=user, outcome=Outcome.MINOR_FAILURE)
+        audit_record(
+            action=Action.ACCOUNT_LOCKED, request=request, actor=user, hospital=user.home_hospital,
+            outcome=Outcome.MINOR_FAILURE,
+        )  # fmt: skip
     user.save(update_fields=fields)
-    audit_record(action=action, request=request, actor=user, outcome=Outcome.MINOR_FAILURE)
+    audit_record(action=action, request=request, actor=user, hospital=user.home_hospital, outcome=Outcome.MINOR_FAILURE)
 
 
 def password_sign_in(*, request: HttpRequest, username: str, password: str) -> SignInResult:
@@ -74,6 +77,7 @@ def password_sign_in(*, request: HttpRequest, username: str, password: str) -> S
                 action=Action.LOGIN_FAILED,
                 request=request,
                 actor=user,
+                hospital=user.home_hospital,
                 outcome=Outcome.MINOR_FAILURE,
                 details={"reason": "locked"},
             )
@@ -101,6 +105,7 @@ def second_factor_verify(*, request: HttpRequest, user: User, device: TOTPDevice
                 action=Action.SECOND_FACTOR_FAILED,
                 request=request,
                 actor=user,
+                hospital=user.home_hospital,
                 outcome=Outcome.MINOR_FAILURE,
                 details={"reason": "locked"},
             )
@@ -113,7 +118,10 @@ def second_factor_verify(*, request: HttpRequest, user: User, device: TOTPDevice
 
 def sign_in_completed(*, request: HttpRequest, user: User, second_factor: bool) -> None:
     User.objects.filter(pk=user.pk).update(failed_login_count=0, locked_until=None)
-    audit_record(action=Action.LOGIN, request=request, actor=user, details={"second_factor": second_factor})
+    audit_record(
+        action=Action.LOGIN, request=request, actor=user, hospital=user.home_hospital,
+        details={"second_factor": second_factor},
+    )  # fmt: skip
 
 
 def totp_device_confirm(*, request: HttpRequest, user: User, device: TOTPDevice) -> None:
@@ -121,7 +129,7 @@ def totp_device_confirm(*, request: HttpRequest, user: User, device: TOTPDevice)
         TOTPDevice.objects.filter(user=user).exclude(pk=device.pk).delete()
         device.confirmed = True
         device.save(update_fields=["confirmed"])
-        audit_record(action=Action.SECOND_FACTOR_ENROLLED, request=request, actor=user)
+        audit_record(action=Action.SECOND_FACTOR_ENROLLED, request=request, actor=user, hospital=user.home_hospital)
 
 
 def hospital_roles(user: Any, hospital: Hospital) -> set[str]:

@@ -96,6 +96,7 @@ def otp_verify(request: HttpRequest) -> HttpResponse:
                 action=Action.SECOND_FACTOR_FAILED,
                 request=request,
                 actor=user,
+                hospital=user.home_hospital,
                 outcome=Outcome.MINOR_FAILURE,
                 details={"reason": "malformed"},
             )
@@ -143,6 +144,6 @@ def otp_enrol(request: HttpRequest) -> HttpResponse:
 @require_POST
 def sign_out(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
-        audit_record(action=Action.LOGOUT, request=request)
+        audit_record(action=Action.LOGOUT, request=request, hospital=request.user.home_hospital)  # type: ignore[union-attr]
     logout(request)
     return redirect("accounts:login")

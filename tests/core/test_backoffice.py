@@ -263,3 +263,13 @@ def test_hospital_admin_can_deactivate_their_own_staff(client, sign_in, world):
     assert not own.is_active
     changed = _audit_events(Action.USER_CHANGED)
     assert changed[-1].details == {"fields": ["is_active"]}
+
+
+def test_hospital_admins_see_their_staffs_sign_in_events(client, sign_in, world):
+    staff = world.first["clinician"]
+    client.post(reverse("accounts:login"), {"username": staff.username, "password": "Wrong-Password-9"})
+    client.post(reverse("accounts:login"), {"username": world.second["clinician"].username, "password": "Nope-Nope-99"})
+    sign_in(world.first["hospital_admin"])
+    response = client.get(reverse("admin:audit_auditevent_changelist") + "?action__exact=login_failed")
+    names = [event.actor_name for event in response.context["cl"].result_list]
+    assert names == [staff.username]
