@@ -12,5 +12,7 @@ urlpatterns = [
     path("api/", include("apps.tenants.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("h/<str:hospital_code>/", include("apps.imaging.urls")),
+    path("viewer/<str:hospital_code>/", include("apps.viewer.urls")),
+    path("portal/", include("apps.portal.urls")),
     path("", include("apps.core.urls")),
 ]

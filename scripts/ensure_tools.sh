@@ -1,14 +1,20 @@
 #!/usr/bin/env bash
-# The test suite drives DCMTK's storescu/echoscu as an independent DICOM client. Install
-# Debian's dcmtk when missing (needs root, as on this project's machines); otherwise say how.
+# Independent clients the test suite drives: DCMTK's storescu/echoscu (DICOM gateway tests),
+# Debian's Chromium (Playwright browser tests) and CJK fonts (printed reports, screenshots).
+# Installs Debian's packages when missing (needs root, as on this project's machines); otherwise
+# says what to install.
 set -euo pipefail
-if command -v storescu >/dev/null && command -v echoscu >/dev/null; then
+missing=()
+command -v storescu >/dev/null && command -v echoscu >/dev/null || missing+=(dcmtk)
+command -v chromium >/dev/null || missing+=(chromium)
+fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
+if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-  echo "installing DCMTK (Debian package dcmtk) for the DICOM gateway tests"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk >/dev/null
+  echo "installing Debian packages the tests need: ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   exit 0
 fi
-echo "DCMTK (storescu, echoscu) is needed by the tests: install the dcmtk package." >&2
+echo "The tests need these Debian packages: ${missing[*]}" >&2
 exit 2
