@@ -49,6 +49,28 @@ class Action(models.TextChoices):
     REPORT_SIGNED = "report_signed", _("Report signed")
     REPORT_AMENDED = "report_amended", _("Report amended")
     REPORT_VIEWED = "report_viewed", _("Report viewed")
+    REPORT_ENTERED_IN_ERROR = "report_entered_in_error", _("Report marked entered in error")
+    REPORT_EXPORTED = "report_exported", _("Report change log exported")
+    REPORT_PRINTED = "report_printed", _("Report printed")
+    REPORT_VERIFIED = "report_verified", _("Report signature checked")
+    STUDY_IMAGES_COMPLETED = "study_images_completed", _("Study images marked complete")
+    STUDY_PUBLISHED = "study_published", _("Study published to patient")
+    STUDY_UNPUBLISHED = "study_unpublished", _("Study withdrawn from patient")
+    STUDY_OPENED = "study_opened", _("Study opened in viewer")
+    STUDY_DOWNLOADED = "study_downloaded", _("Study downloaded")
+    STUDY_ACCESS_EXPIRED = "study_access_expired", _("Access refused: service period ended")
+    CODE_ISSUED = "code_issued", _("Verification code issued")
+    CODE_ACCEPTED = "code_accepted", _("Verification code accepted")
+    CODE_REJECTED = "code_rejected", _("Verification code rejected")
+    PATIENT_LOCKED = "patient_locked", _("Patient entry locked")
+    PATIENT_LOGIN = "patient_login", _("Patient signed in")
+    PATIENT_LOGOUT = "patient_logout", _("Patient signed out")
+    WECHAT_BOUND = "wechat_bound", _("WeChat account bound")
+    SHARE_CREATED = "share_created", _("Share link created")
+    SHARE_REVOKED = "share_revoked", _("Share link revoked")
+    SHARE_OPENED = "share_opened", _("Share link opened")
+    MESSAGE_SENT = "message_sent", _("Message sent to patient")
+    MESSAGE_FAILED = "message_failed", _("Message to patient failed")
 
 
 class Outcome(models.IntegerChoices):
@@ -105,4 +127,26 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     Action.REPORT_SIGNED: DicomEvent("110110", "Patient Record", action_code="U"),
     Action.REPORT_AMENDED: DicomEvent("110110", "Patient Record", action_code="U"),
     Action.REPORT_VIEWED: DicomEvent("110110", "Patient Record", action_code="R"),
+    Action.REPORT_ENTERED_IN_ERROR: DicomEvent("110110", "Patient Record", action_code="U"),
+    Action.REPORT_EXPORTED: DicomEvent("110106", "Export", action_code="R"),
+    Action.REPORT_PRINTED: DicomEvent("110106", "Export", action_code="R"),
+    Action.REPORT_VERIFIED: DicomEvent("110110", "Patient Record", action_code="R"),
+    Action.STUDY_IMAGES_COMPLETED: DicomEvent("110110", "Patient Record", action_code="U"),
+    Action.STUDY_PUBLISHED: DicomEvent("110110", "Patient Record", action_code="U"),
+    Action.STUDY_UNPUBLISHED: DicomEvent("110110", "Patient Record", action_code="U"),
+    Action.STUDY_OPENED: DicomEvent("110103", "DICOM Instances Accessed", action_code="R"),
+    Action.STUDY_DOWNLOADED: DicomEvent("110106", "Export", action_code="R"),
+    Action.STUDY_ACCESS_EXPIRED: DicomEvent(*_SECURITY, "110132", "Use of Restricted Function"),
+    Action.CODE_ISSUED: DicomEvent(*_AUTH, "110122", "Login", "C"),
+    Action.CODE_ACCEPTED: DicomEvent(*_AUTH, "110122", "Login"),
+    Action.CODE_REJECTED: DicomEvent(*_AUTH, "110122", "Login"),
+    Action.PATIENT_LOCKED: DicomEvent(*_SECURITY, "110137", "User Security Attributes Changed", "U"),
+    Action.PATIENT_LOGIN: DicomEvent(*_AUTH, "110122", "Login"),
+    Action.PATIENT_LOGOUT: DicomEvent(*_AUTH, "110123", "Logout"),
+    Action.WECHAT_BOUND: DicomEvent(*_SECURITY, "110137", "User Security Attributes Changed", "C"),
+    Action.SHARE_CREATED: DicomEvent(*_SECURITY, "110132", "Use of Restricted Function", "C"),
+    Action.SHARE_REVOKED: DicomEvent(*_SECURITY, "110132", "Use of Restricted Function", "D"),
+    Action.SHARE_OPENED: DicomEvent(*_AUTH, "110122", "Login"),
+    Action.MESSAGE_SENT: DicomEvent("110106", "Export", action_code="E"),
+    Action.MESSAGE_FAILED: DicomEvent("110106", "Export", action_code="E"),
 }
