@@ -104,6 +104,11 @@ def image_instance_load(hospital: Hospital, study_uid: str, series_uid: str, sop
     instance = next((i for i in matching if i.sop_instance_uid == sop_uid), None)
     if instance is None:
         raise not_found()
+    return image_instance_open(hospital, instance)
+
+
+def image_instance_open(hospital: Hospital, instance: Instance) -> ImageInstance:
+    """An instance already loaded for `hospital`, with its sealed header opened; Refused 400 if not an image."""
     document = unseal_metadata(hospital, bytes(instance.metadata_sealed))
     geometry = image_geometry(document)
     if geometry is None:
@@ -181,34 +186,47 @@ def _frames_stream(pixel_data: PixelData, numbers: list[int], boundary: str, par
     yield f"--{boundary}--\r\n".encode()
 
 
+def frames_response(
+    hospital: Hospital, loaded: ImageInstance, frame_list: str, accept: str
+) -> HttpResponse | StreamingHttpResponse:
+    """The Retrieve Frames answer for `loaded` (of `hospital`): the frames as multipart, or a JSON error.
+
+    Shared by the DICOMweb API and the viewer's session-authenticated endpoints.
+    """
+    try:
+        numbers = frame_numbers(frame_list, loaded.geometry.number_of_frames)
+        stored_syntax = loaded.instance.transfer_syntax_uid
+        if stored_syntax in NATIVE_TRANSFER_SYNTAXES:
+            media_type, transfer_syntax = OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN
+        elif stored_syntax in FRAME_MEDIA_TYPES:
+            media_type, transfer_syntax = FRAME_MEDIA_TYPES[stored_syntax], stored_syntax
+        else:
+            raise not_acceptable(f"Frames of transfer syntax {stored_syntax} cannot be returned separately.")
+        if not _accepts_frames(accept, media_type, transfer_syntax):
+            raise not_acceptable(
+                f'These frames are available as multipart/related; type="{media_type}"; '
+                f"transfer-syntax={transfer_syntax}; the archive does not transcode."
+            )
+        pixel_data = pixel_data_open(hospital, loaded)
+        try:
+            pixel_data.frames_check(numbers)
+        except PixelDataError as error:
+            raise unreadable(error) from error
+    except Refused as refusal:
+        return refusal.response()
+    boundary = uuid.uuid4().hex
+    part_type = f"{media_type}; transfer-syntax={transfer_syntax}"
+    return StreamingHttpResponse(
+        _frames_stream(pixel_data, numbers, boundary, part_type),
+        content_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
+    )
+
+
 class FramesView(DicomWebView):
     def get(self, request: Request, hospital_code: str, study_uid: str, series_uid: str, sop_uid: str,
             frame_list: str) -> HttpResponse | StreamingHttpResponse:  # fmt: skip
         try:
             loaded = image_instance_load(self.hospital, study_uid, series_uid, sop_uid)
-            numbers = frame_numbers(frame_list, loaded.geometry.number_of_frames)
-            stored_syntax = loaded.instance.transfer_syntax_uid
-            if stored_syntax in NATIVE_TRANSFER_SYNTAXES:
-                media_type, transfer_syntax = OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN
-            elif stored_syntax in FRAME_MEDIA_TYPES:
-                media_type, transfer_syntax = FRAME_MEDIA_TYPES[stored_syntax], stored_syntax
-            else:
-                raise not_acceptable(f"Frames of transfer syntax {stored_syntax} cannot be returned separately.")
-            if not _accepts_frames(request.META.get("HTTP_ACCEPT", ""), media_type, transfer_syntax):
-                raise not_acceptable(
-                    f'These frames are available as multipart/related; type="{media_type}"; '
-                    f"transfer-syntax={transfer_syntax}; the archive does not transcode."
-                )
-            pixel_data = pixel_data_open(self.hospital, loaded)
-            try:
-                pixel_data.frames_check(numbers)
-            except PixelDataError as error:
-                raise unreadable(error) from error
         except Refused as refusal:
             return refusal.response()
-        boundary = uuid.uuid4().hex
-        part_type = f"{media_type}; transfer-syntax={transfer_syntax}"
-        return StreamingHttpResponse(
-            _frames_stream(pixel_data, numbers, boundary, part_type),
-            content_type=f'multipart/related; type="{media_type}"; boundary={boundary}',
-        )
+        return frames_response(self.hospital, loaded, frame_list, request.META.get("HTTP_ACCEPT", ""))

@@ -44,6 +44,7 @@ from apps.dicomweb.frames import (
 )
 from apps.imaging.dicom.part10 import NATIVE_TRANSFER_SYNTAXES
 from apps.imaging.pixels import FrameUnsupported, PixelDataError, frame_array, json_values
+from apps.tenants.models import Hospital
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -273,39 +274,51 @@ def frame_render(values: np.ndarray, loaded: ImageInstance, frame_index: int, re
     return output.getvalue()
 
 
+def rendered_response(hospital: Hospital, loaded: ImageInstance, frame_list: str | None, query: QueryDict,
+                      accept: str) -> HttpResponse:  # fmt: skip
+    """The Retrieve Rendered answer for `loaded` (of `hospital`): one JPEG or PNG, or a JSON error.
+
+    Shared by the DICOMweb API and the viewer's thumbnails.
+    """
+    try:
+        numbers = frame_numbers(frame_list, loaded.geometry.number_of_frames) if frame_list else [1]
+        if len(numbers) != 1:
+            raise bad_request("Rendered frames are returned one at a time: ask for a single frame.")
+        rendering = rendering_parse(query, accept)
+        _check_renderable(loaded)
+        pixel_data = pixel_data_open(hospital, loaded)
+        try:
+            values = frame_array(pixel_data, pixel_data.frame_bytes(numbers[0]))
+        except PixelDataError as error:
+            raise unreadable(error) from error
+        except FrameUnsupported as error:
+            raise not_acceptable(str(error)) from error
+        content = frame_render(values, loaded, numbers[0] - 1, rendering)
+    except Refused as refusal:
+        return refusal.response()
+    return HttpResponse(content, content_type=rendering.media_type)
+
+
 class RenderedView(DicomWebView):
     def get(self, request: Request, hospital_code: str, study_uid: str, series_uid: str, sop_uid: str,
             frame_list: str | None = None) -> HttpResponse:  # fmt: skip
         try:
             loaded = image_instance_load(self.hospital, study_uid, series_uid, sop_uid)
-            numbers = frame_numbers(frame_list, loaded.geometry.number_of_frames) if frame_list else [1]
-            if len(numbers) != 1:
-                raise bad_request("Rendered frames are returned one at a time: ask for a single frame.")
-            rendering = rendering_parse(request.GET, request.META.get("HTTP_ACCEPT", ""))
-            self._check_renderable(loaded)
-            pixel_data = pixel_data_open(self.hospital, loaded)
-            try:
-                values = frame_array(pixel_data, pixel_data.frame_bytes(numbers[0]))
-            except PixelDataError as error:
-                raise unreadable(error) from error
-            except FrameUnsupported as error:
-                raise not_acceptable(str(error)) from error
-            content = frame_render(values, loaded, numbers[0] - 1, rendering)
         except Refused as refusal:
             return refusal.response()
-        return HttpResponse(content, content_type=rendering.media_type)
+        return rendered_response(self.hospital, loaded, frame_list, request.GET, request.META.get("HTTP_ACCEPT", ""))
 
-    @staticmethod
-    def _check_renderable(loaded: ImageInstance) -> None:
-        geometry = loaded.geometry
-        if loaded.instance.transfer_syntax_uid not in NATIVE_TRANSFER_SYNTAXES:
-            raise not_acceptable(
-                "Compressed pixel data is not rendered by this archive; retrieve the frames as stored instead."
-            )
-        photometric = geometry.photometric_interpretation
-        if not (photometric in _GRAYSCALE and geometry.samples_per_pixel == 1) and not (
-            photometric in _COLOUR and geometry.samples_per_pixel == 3
-        ):
-            raise not_acceptable(f"Images of photometric interpretation {photometric} are not rendered.")
-        if geometry.frame_bits // 8 > _MAX_FRAME_BYTES:
-            raise not_acceptable("The frame is too large to render.")
+
+def _check_renderable(loaded: ImageInstance) -> None:
+    geometry = loaded.geometry
+    if loaded.instance.transfer_syntax_uid not in NATIVE_TRANSFER_SYNTAXES:
+        raise not_acceptable(
+            "Compressed pixel data is not rendered by this archive; retrieve the frames as stored instead."
+        )
+    photometric = geometry.photometric_interpretation
+    if not (photometric in _GRAYSCALE and geometry.samples_per_pixel == 1) and not (
+        photometric in _COLOUR and geometry.samples_per_pixel == 3
+    ):
+        raise not_acceptable(f"Images of photometric interpretation {photometric} are not rendered.")
+    if geometry.frame_bits // 8 > _MAX_FRAME_BYTES:
+        raise not_acceptable("The frame is too large to render.")

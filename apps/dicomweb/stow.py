@@ -10,7 +10,6 @@ import uuid
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpResponse
 from rest_framework.request import Request
 
@@ -19,8 +18,10 @@ from apps.dicomweb import dicomjson
 from apps.dicomweb.base import DICOM_JSON, DicomWebView, json_error
 from apps.dicomweb.multipart import MultipartError, parse_content_type, part_chunks, split_parts, spool
 from apps.imaging.ingest import (
+    IngestBatch,
     IngestOutcome,
     batch_review,
+    ingest_batch_flush,
     staged_object_create,
     staged_object_process,
     validation_policy,
@@ -78,6 +79,9 @@ class StowView(DicomWebView):
         failed: list[dict[str, Any]] = []
         outcomes = []
         policy = validation_policy(self.hospital)
+        # The request's transaction already acts for the hospital; the instances of one series
+        # share their patient, study and series lookups and counter updates.
+        shared = IngestBatch(hospital=self.hospital)
         for part in parts:
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
@@ -91,12 +95,14 @@ class StowView(DicomWebView):
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
             try:
-                with transaction.atomic():
-                    outcomes.append(staged_object_process(staged=staged, expected_study_uid=study_uid, policy=policy))
+                outcomes.append(
+                    staged_object_process(staged=staged, expected_study_uid=study_uid, policy=policy, batch=shared)
+                )
             except Exception:
                 # Left "received": the retry sweeper takes it up again. The client hears 0x0110.
                 logger.exception("STOW: staged object %s could not be processed", staged.public_id)
                 failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
+        ingest_batch_flush(batch=shared)
         batch_review(hospital=self.hospital, outcomes=outcomes, policy=policy)
         any_warning = False
         for outcome in outcomes:

@@ -7,7 +7,7 @@ before streaming starts, because the stream outlives the request's transaction.
 
 import json
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
@@ -21,6 +21,7 @@ from apps.imaging.keys import hospital_key
 from apps.imaging.metadata import BULK_DATA_PLACEHOLDER, unseal_metadata
 from apps.imaging.models import Instance
 from apps.imaging.objectstore import StoredObject, object_open
+from apps.tenants.models import Hospital
 
 
 def _accepted_transfer_syntaxes(accept: str) -> set[str] | None:
@@ -61,6 +62,24 @@ def _multipart_stream(key: bytes, items: list[tuple[StoredObject, str]], boundar
         yield from object_open(hospital_key=key, stored=stored)
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
+
+
+def metadata_documents(
+    hospital: Hospital, instances: list[Instance], instance_url: Callable[[Instance], str]
+) -> list[dict[str, Any]]:
+    """The DICOM JSON headers of `instances` (of `hospital`), bulk data pointing at ``instance_url(instance)``.
+
+    Shared by the DICOMweb API and the viewer, which points bulk data at its own endpoints.
+    """
+    documents: list[dict[str, Any]] = []
+    for instance in instances:
+        document = unseal_metadata(hospital, bytes(instance.metadata_sealed))
+        url = instance_url(instance)
+        for element in document.values():
+            if element.get("BulkDataURI") == BULK_DATA_PLACEHOLDER:
+                element["BulkDataURI"] = url
+        documents.append(document)
+    return documents
 
 
 class RetrieveView(DicomWebView):
@@ -105,12 +124,8 @@ class MetadataView(DicomWebView):
             request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
             details={"series": series_uid or "", "instances": len(instances), "retrieve": "metadata"},
         )  # fmt: skip
-        documents: list[dict[str, Any]] = []
-        for instance in instances:
-            document = unseal_metadata(self.hospital, bytes(instance.metadata_sealed))
-            url = self.instance_url(request, study_uid, instance.series.series_instance_uid, instance.sop_instance_uid)
-            for element in document.values():
-                if element.get("BulkDataURI") == BULK_DATA_PLACEHOLDER:
-                    element["BulkDataURI"] = url
-            documents.append(document)
+        documents = metadata_documents(
+            self.hospital, instances,
+            lambda i: self.instance_url(request, study_uid, i.series.series_instance_uid, i.sop_instance_uid),
+        )  # fmt: skip
         return HttpResponse(json.dumps(documents, ensure_ascii=False), content_type=DICOM_JSON)

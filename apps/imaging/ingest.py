@@ -12,12 +12,14 @@ indexing fails is deleted again.
 import hashlib
 import logging
 import uuid
+from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from apps.imaging import metadata
@@ -86,7 +88,7 @@ def staged_object_create(
 ) -> StagedObject:
     """Write received bytes durably to staging and record them. Raises StagingTooLarge."""
     public_id = uuid.uuid4()
-    size = staging_write(public_id, chunks, max_size=settings.DICOM_MAX_OBJECT_SIZE)
+    size, sha256 = staging_write(public_id, chunks, max_size=settings.DICOM_MAX_OBJECT_SIZE)
     try:
         return StagedObject.objects.create(
             hospital=hospital,
@@ -95,6 +97,7 @@ def staged_object_create(
             batch=batch,
             original_name=original_name[:255],
             size=size,
+            sha256=sha256,
         )
     except BaseException:
         staging_remove(public_id)
@@ -114,6 +117,55 @@ def _file_sha256(staged: StagedObject) -> str:
     return digest.hexdigest()
 
 
+@dataclass
+class IngestBatch:
+    """What the objects of one request share: the patient, study and series rows, read once,
+    and the instance counters, written once by ``ingest_batch_flush`` instead of per instance.
+
+    Create it inside the hospital's context (a request or task transaction) and flush it before
+    that transaction ends. Each object works on a copy that is adopted only when the object's
+    savepoint is released, so a rolled-back object leaves no row behind in the batch.
+    """
+
+    hospital: Hospital
+    patients: dict[str, Patient] = field(default_factory=dict)
+    studies: dict[str, Study] = field(default_factory=dict)
+    series: dict[str, Series] = field(default_factory=dict)
+    series_added: Counter[int] = field(default_factory=Counter)
+    study_instances_added: Counter[int] = field(default_factory=Counter)
+    study_series_added: Counter[int] = field(default_factory=Counter)
+    study_modalities: dict[int, str] = field(default_factory=dict)
+
+    def fork(self) -> "IngestBatch":
+        return replace(
+            self, patients=dict(self.patients), studies=dict(self.studies), series=dict(self.series),
+            series_added=Counter(self.series_added), study_instances_added=Counter(self.study_instances_added),
+            study_series_added=Counter(self.study_series_added), study_modalities=dict(self.study_modalities),
+        )  # fmt: skip
+
+    def adopt(self, work: "IngestBatch") -> None:
+        self.__dict__.update(work.__dict__)
+
+
+def ingest_batch_flush(*, batch: IngestBatch) -> None:
+    """Write the counters the batch collected (F() increments, so concurrent requests add up)."""
+    for series_pk, added in batch.series_added.items():
+        Series.objects.filter(pk=series_pk).update(number_of_instances=F("number_of_instances") + added)
+    for study_pk in set(batch.study_instances_added) | set(batch.study_modalities):
+        changes: dict[str, Any] = {}
+        if added := batch.study_instances_added.get(study_pk, 0):
+            changes["number_of_instances"] = F("number_of_instances") + added
+        if new_series := batch.study_series_added.get(study_pk, 0):
+            changes["number_of_series"] = F("number_of_series") + new_series
+        if study_pk in batch.study_modalities:
+            changes["modalities"] = batch.study_modalities[study_pk]
+        Study.objects.filter(pk=study_pk).update(**changes)
+    batch.series_added.clear()
+    batch.study_instances_added.clear()
+    batch.study_series_added.clear()
+    batch.study_modalities.clear()
+
+
 def _check_existing(hospital: Hospital, parsed: ParsedInstance, sha256: str) -> Instance | None:
     """Same SOP Instance UID: same bytes is a duplicate, other bytes a conflict."""
     existing = Instance.objects.filter(hospital=hospital, sop_instance_uid=parsed.sop_instance_uid).first()
@@ -127,34 +179,51 @@ def _check_existing(hospital: Hospital, parsed: ParsedInstance, sha256: str) -> 
     return existing
 
 
-def _patient_for(hospital: Hospital, parsed: ParsedInstance, existing: Patient | None) -> Patient:
-    if existing is not None:
-        return existing
-    mrn_index = blind_index(hospital, parsed.patient_id, field="mrn")
-    try:
-        with transaction.atomic():
-            return Patient.objects.create(
-                hospital=hospital,
-                mrn_sealed=field_seal(hospital, parsed.patient_id, field="mrn"),
-                mrn_index=mrn_index,
-                name_sealed=field_seal(hospital, parsed.patient_name, field="name"),
-                name_index=blind_index(hospital, parsed.patient_name, field="name"),
-                birth_date_sealed=field_seal(
-                    hospital, parsed.patient_birth_date.isoformat() if parsed.patient_birth_date else "", field="birth"
-                ),
-                sex=parsed.patient_sex if parsed.patient_sex in {"M", "F", "O"} else "",
-            )
-    except IntegrityError:
-        return Patient.objects.get(hospital=hospital, mrn_index=mrn_index)
+def _patient_create(hospital: Hospital, parsed: ParsedInstance, mrn_index: str) -> Patient:
+    # No savepoint: a concurrent insert of the same patient raises IntegrityError, which rolls
+    # back the whole object and makes staged_object_process try once more (and find it).
+    return Patient.objects.create(
+        hospital=hospital,
+        mrn_sealed=field_seal(hospital, parsed.patient_id, field="mrn"),
+        mrn_index=mrn_index,
+        name_sealed=field_seal(hospital, parsed.patient_name, field="name"),
+        name_index=blind_index(hospital, parsed.patient_name, field="name"),
+        birth_date_sealed=field_seal(
+            hospital, parsed.patient_birth_date.isoformat() if parsed.patient_birth_date else "", field="birth"
+        ),
+        sex=parsed.patient_sex if parsed.patient_sex in {"M", "F", "O"} else "",
+    )
 
 
 _PLACEHOLDER_IDS = {"", "UNKNOWN", "ANONYMOUS", "NONE", "NULL", "N/A", "NA", "0", "-"}
 
 
-def _existing_patient(hospital: Hospital, parsed: ParsedInstance) -> Patient | None:
-    return Patient.objects.filter(
-        hospital=hospital, mrn_index=blind_index(hospital, parsed.patient_id, field="mrn")
-    ).first()
+def _existing_patient(batch: IngestBatch, parsed: ParsedInstance) -> Patient | None:
+    mrn_index = blind_index(batch.hospital, parsed.patient_id, field="mrn")
+    if (known := batch.patients.get(mrn_index)) is not None:
+        return known
+    patient = Patient.objects.filter(hospital=batch.hospital, mrn_index=mrn_index).first()
+    if patient is not None:
+        batch.patients[mrn_index] = patient
+    return patient
+
+
+def _existing_study(batch: IngestBatch, study_instance_uid: str) -> Study | None:
+    if (known := batch.studies.get(study_instance_uid)) is not None:
+        return known
+    study = Study.objects.filter(hospital=batch.hospital, study_instance_uid=study_instance_uid).first()
+    if study is not None:
+        batch.studies[study_instance_uid] = study
+    return study
+
+
+def _existing_series(batch: IngestBatch, series_instance_uid: str) -> Series | None:
+    if (known := batch.series.get(series_instance_uid)) is not None:
+        return known
+    series = Series.objects.filter(hospital=batch.hospital, series_instance_uid=series_instance_uid).first()
+    if series is not None:
+        batch.series[series_instance_uid] = series
+    return series
 
 
 def _identity_findings(hospital: Hospital, parsed: ParsedInstance, patient: Patient | None) -> list[Finding]:
@@ -192,56 +261,90 @@ def _second_patient() -> _Refused:
     )
 
 
-def _study_patient_check(hospital: Hospital, parsed: ParsedInstance, patient: Patient | None) -> None:
-    study_patient = (
-        Study.objects.filter(hospital=hospital, study_instance_uid=parsed.study_instance_uid)
-        .values_list("patient_id", flat=True)
-        .first()
+def _series_in_other_study() -> _Refused:
+    return _Refused(
+        "SERIES_IN_OTHER_STUDY",
+        "该序列 UID 已属于另一个检查。",
+        "This Series Instance UID already belongs to another study.",
     )
-    if study_patient is not None and (patient is None or study_patient != patient.pk):
+
+
+def _placement(
+    batch: IngestBatch, parsed: ParsedInstance, patient: Patient | None
+) -> tuple[Study | None, Series | None]:
+    """The existing study and series of the instance, if any; refused before anything is
+    written when the study belongs to another patient or the series to another study."""
+    study = _existing_study(batch, parsed.study_instance_uid)
+    if study is None:
+        if _existing_series(batch, parsed.series_instance_uid) is not None:
+            raise _series_in_other_study()
+        return None, None
+    if patient is None or study.patient_id != patient.pk:
         raise _second_patient()
+    series = _existing_series(batch, parsed.series_instance_uid)
+    if series is not None and series.study_id != study.pk:
+        raise _series_in_other_study()
+    return study, series
 
 
 def _index(
-    hospital: Hospital, parsed: ParsedInstance, stored: StoredObject, sealed_metadata: bytes, existing: Patient | None
+    batch: IngestBatch,
+    parsed: ParsedInstance,
+    stored: StoredObject,
+    sealed_metadata: bytes,
+    placement: tuple[Patient | None, Study | None, Series | None],
 ) -> Instance:
-    patient = _patient_for(hospital, parsed, existing)
-    study, _created = Study.objects.select_for_update().get_or_create(
-        hospital=hospital,
-        study_instance_uid=parsed.study_instance_uid,
-        defaults={
-            "patient": patient,
-            "accession_number": parsed.accession_number[:16],
-            "study_id": parsed.study_id[:16],
-            "study_date": parsed.study_date,
-            "study_time": parsed.study_time,
-            "description": parsed.study_description[:64],
-            "referring_physician_name": parsed.referring_physician_name[:200],
-        },
-    )
-    if study.patient_id != patient.pk:
-        raise _second_patient()
-    series, series_created = Series.objects.get_or_create(
-        hospital=hospital,
-        series_instance_uid=parsed.series_instance_uid,
-        defaults={
-            "study": study,
-            "modality": parsed.modality[:16],
-            "series_number": parsed.series_number,
-            "description": parsed.series_description[:64],
-            "body_part_examined": parsed.body_part_examined[:16],
-            "manufacturer": parsed.manufacturer[:64],
-            "station_name": parsed.station_name[:16],
-            "institution_name": parsed.institution_name[:64],
-        },
-    )
-    if series.study_id != study.pk:
-        raise _Refused(
-            "SERIES_IN_OTHER_STUDY",
-            "该序列 UID 已属于另一个检查。",
-            "This Series Instance UID already belongs to another study.",
+    """Insert the instance, and its patient, study and series when new. Counters of rows created
+    here start at this instance; those of existing rows are collected in the batch."""
+    hospital = batch.hospital
+    modality = parsed.modality[:16]
+    patient, study, series = placement
+    if patient is None:
+        patient = _patient_create(hospital, parsed, blind_index(hospital, parsed.patient_id, field="mrn"))
+        batch.patients[patient.mrn_index] = patient
+    study_created = study is None
+    if study is None:
+        study = Study.objects.create(
+            hospital=hospital,
+            study_instance_uid=parsed.study_instance_uid,
+            patient=patient,
+            accession_number=parsed.accession_number[:16],
+            study_id=parsed.study_id[:16],
+            study_date=parsed.study_date,
+            study_time=parsed.study_time,
+            description=parsed.study_description[:64],
+            referring_physician_name=parsed.referring_physician_name[:200],
+            modalities=modality,
+            number_of_series=1,
+            number_of_instances=1,
         )
-    instance = Instance.objects.create(
+        batch.studies[study.study_instance_uid] = study
+    if series is None:
+        series = Series.objects.create(
+            hospital=hospital,
+            series_instance_uid=parsed.series_instance_uid,
+            study=study,
+            modality=modality,
+            series_number=parsed.series_number,
+            description=parsed.series_description[:64],
+            body_part_examined=parsed.body_part_examined[:16],
+            manufacturer=parsed.manufacturer[:64],
+            station_name=parsed.station_name[:16],
+            institution_name=parsed.institution_name[:64],
+            number_of_instances=1,
+        )
+        batch.series[series.series_instance_uid] = series
+        if not study_created:
+            batch.study_series_added[study.pk] += 1
+    else:
+        batch.series_added[series.pk] += 1
+    if not study_created:
+        batch.study_instances_added[study.pk] += 1
+        modalities = batch.study_modalities.get(study.pk, study.modalities)
+        known = [m for m in modalities.split("\\") if m]
+        if modality and modality not in known:
+            batch.study_modalities[study.pk] = "\\".join(sorted([*known, modality]))
+    return Instance.objects.create(
         hospital=hospital,
         series=series,
         sop_class_uid=parsed.sop_class_uid,
@@ -260,16 +363,6 @@ def _index(
         stored_size=stored.stored_size,
         metadata_sealed=sealed_metadata,
     )
-    Series.objects.filter(pk=series.pk).update(number_of_instances=series.number_of_instances + 1)
-    modalities = [m for m in study.modalities.split("\\") if m]
-    if parsed.modality and parsed.modality not in modalities:
-        modalities.append(parsed.modality)
-    Study.objects.filter(pk=study.pk).update(
-        number_of_instances=study.number_of_instances + 1,
-        number_of_series=study.number_of_series + (1 if series_created else 0),
-        modalities="\\".join(sorted(modalities)),
-    )
-    return instance
 
 
 def _record_findings(staged: StagedObject, findings: list[Finding], modality: str, instance: Instance | None) -> None:
@@ -335,45 +428,81 @@ def staged_object_give_up(*, staged: StagedObject) -> None:
 
 
 def staged_object_process(
-    *, staged: StagedObject, expected_study_uid: str | None = None, policy: ValidationPolicy | None = None
+    *,
+    staged: StagedObject,
+    expected_study_uid: str | None = None,
+    policy: ValidationPolicy | None = None,
+    batch: IngestBatch | None = None,
 ) -> IngestOutcome:
     """Ingest one staged object; idempotent: a finished one is returned as it is.
 
-    Runs inside the staged object's hospital context (the caller's transaction or its own).
-    ``expected_study_uid`` is the study a STOW-RS request was addressed to, if any; ``policy``
-    the hospital's validation policy, when the caller has it already.
+    Runs in a savepoint of the caller's transaction, inside the staged object's hospital
+    context. ``expected_study_uid`` is the study a STOW-RS request was addressed to, if any;
+    ``policy`` the hospital's validation policy, when the caller has it already; ``batch`` the
+    lookups and counters shared with the other objects of the request (the caller then flushes
+    it with ``ingest_batch_flush``). Any exception leaves the object ``received`` for a retry.
     """
-    hospital = staged.hospital
-    activate_hospital(hospital)
+    own_batch = batch is None
+    if batch is None:
+        activate_hospital(staged.hospital)
+        batch = IngestBatch(hospital=staged.hospital)
     if staged.is_final:
         return IngestOutcome(staged)
+    policy = policy or validation_policy(staged.hospital)
+    for attempt in (1, 2):
+        work = batch.fork()
+        try:
+            with transaction.atomic():
+                outcome = _process(staged, expected_study_uid, policy, work)
+                if own_batch:
+                    ingest_batch_flush(batch=work)
+        except IntegrityError:
+            # A concurrent ingest of the same patient, study, series or instance committed
+            # first: this attempt was rolled back whole, and the next one finds its rows.
+            staged.refresh_from_db()
+            if attempt == 2:
+                raise
+            continue
+        batch.adopt(work)
+        return outcome
+    raise AssertionError("unreachable")
+
+
+def _reject(staged: StagedObject, code: str, message_zh: str, message_en: str) -> IngestOutcome:
+    _finish(
+        staged, StagedObject.Status.REJECTED, error_code=code,
+        error_message_zh=message_zh[:300], error_message_en=message_en[:300],
+    )  # fmt: skip
+    _remove_staging_after_commit(staged)
+    return IngestOutcome(staged)
+
+
+def _process(
+    staged: StagedObject, expected_study_uid: str | None, policy: ValidationPolicy, batch: IngestBatch
+) -> IngestOutcome:
+    hospital = staged.hospital
     try:
         parsed = parse_part10(staging_path(staged.public_id))
-        findings = validate_instance(parsed, policy=policy or validation_policy(hospital))
-        patient = _existing_patient(hospital, parsed)
+        findings = validate_instance(parsed, policy=policy)
+        patient = _existing_patient(batch, parsed)
         findings += _identity_findings(hospital, parsed, patient)
         sealed_metadata = metadata.seal_metadata(hospital, parsed)
     except DicomRejected as rejected:
-        _finish(
-            staged, StagedObject.Status.REJECTED, error_code=rejected.code,
-            error_message_zh=rejected.message_zh[:300], error_message_en=rejected.message_en[:300],
-        )  # fmt: skip
-        _remove_staging_after_commit(staged)
-        return IngestOutcome(staged)
+        return _reject(staged, rejected.code, rejected.message_zh, rejected.message_en)
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
         # A value pydicom cannot represent (a DS of "1,25", say): refuse the object. The log names
         # the error's type only: its message may quote the value.
         logger.warning("staged object %s: unreadable attribute value (%s)", staged.public_id, type(error).__name__)
-        _finish(
-            staged, StagedObject.Status.REJECTED, error_code="DICOM_MALFORMED",
-            error_message_zh="文件中有无法解读的属性值。",
-            error_message_en="The file holds an attribute value that cannot be read.",
-        )  # fmt: skip
-        _remove_staging_after_commit(staged)
-        return IngestOutcome(staged)
+        return _reject(
+            staged,
+            "DICOM_MALFORMED",
+            "文件中有无法解读的属性值。",
+            "The file holds an attribute value that cannot be read.",
+        )
     identity = {"sop_instance_uid": parsed.sop_instance_uid, "sop_class_uid": parsed.sop_class_uid}
     rejections = [f for f in findings if f.severity == Severity.REJECT]
     stored: StoredObject | None = None
+    sha256 = staged.sha256 or _file_sha256(staged)
     try:
         if expected_study_uid and parsed.study_instance_uid != expected_study_uid:
             raise _Refused(
@@ -384,48 +513,34 @@ def staged_object_process(
         if rejections:
             first = rejections[0]
             raise _Refused(first.code, first.message_zh, first.message_en)
-        sha256 = _file_sha256(staged)
         existing = _check_existing(hospital, parsed, sha256)
         if existing is not None:
             _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
             _remove_staging_after_commit(staged)
             return IngestOutcome(staged, findings, parsed)
-        _study_patient_check(hospital, parsed, patient)
+        study, series = _placement(batch, parsed, patient)
         with open(staging_path(staged.public_id), "rb") as source:
             stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size)
+        # The digest taken while encrypting must be the one taken while staging.
         if stored.sha256 != sha256:
             raise _Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")
-        try:
-            with transaction.atomic():
-                instance = _index(hospital, parsed, stored, sealed_metadata, patient)
-                _record_findings(staged, findings, parsed.modality, instance)
-                _finish(staged, StagedObject.Status.STORED, instance=instance, **identity)
-        except IntegrityError:
-            # Another upload of the same SOP instance won the race: decide as if it came first.
-            object_delete(stored.key)
-            stored = None
-            existing = _check_existing(hospital, parsed, sha256)
-            if existing is None:
-                raise
-            _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
-            _remove_staging_after_commit(staged)
-            return IngestOutcome(staged, findings, parsed)
+        instance = _index(batch, parsed, stored, sealed_metadata, (patient, study, series))
+        _record_findings(staged, findings, parsed.modality, instance)
+        _finish(staged, StagedObject.Status.STORED, instance=instance, **identity)
     except _Refused as refused:
         if stored is not None:
             object_delete(stored.key)
-        with transaction.atomic():
-            status = StagedObject.Status.CONFLICT if refused.conflict_with else StagedObject.Status.REJECTED
-            _record_findings(staged, findings, parsed.modality, None)
-            _finish(
-                staged, status, error_code=refused.code, error_message_zh=refused.message_zh,
-                error_message_en=refused.message_en, **identity,
-            )  # fmt: skip
-            if refused.conflict_with is not None:
-                IngestConflict.objects.create(
-                    hospital=hospital, staged=staged, existing=refused.conflict_with,
-                    received_sha256=_file_sha256(staged),
-                )  # fmt: skip
-        if refused.conflict_with is None:
+        status = StagedObject.Status.CONFLICT if refused.conflict_with else StagedObject.Status.REJECTED
+        _record_findings(staged, findings, parsed.modality, None)
+        _finish(
+            staged, status, error_code=refused.code, error_message_zh=refused.message_zh,
+            error_message_en=refused.message_en, **identity,
+        )  # fmt: skip
+        if refused.conflict_with is not None:
+            IngestConflict.objects.create(
+                hospital=hospital, staged=staged, existing=refused.conflict_with, received_sha256=sha256
+            )
+        else:
             _remove_staging_after_commit(staged)
         return IngestOutcome(staged, findings, parsed)
     except BaseException:

@@ -10,7 +10,7 @@ from datetime import date, datetime
 from django.db.models import Q, QuerySet
 
 from apps.imaging.keys import blind_index, field_unseal
-from apps.imaging.models import Instance, Patient, Series, Study
+from apps.imaging.models import Instance, Patient, Series, Study, StudyManifest
 from apps.tenants.models import Hospital
 
 
@@ -146,3 +146,24 @@ def instances_matching(
         except ValueError as error:
             raise QueryError("InstanceNumber must be an integer") from error
     return instances.order_by("series_id", "instance_number", "id")
+
+
+def study_images_complete(study: Study) -> bool:
+    """Whether the study's images are all here, for publication to the patient.
+
+    With a manifest (``apps.imaging.manifest.study_manifest_set``): every series it names holds
+    at least the expected number of instances. Without one, only the sender knows what it meant
+    to send, so a study with at least one stored instance counts as complete. Call it inside the
+    study's hospital context.
+    """
+    manifest = StudyManifest.objects.filter(
+        hospital_id=study.hospital_id, study_instance_uid=study.study_instance_uid
+    ).first()
+    if manifest is None:
+        return Instance.objects.filter(hospital_id=study.hospital_id, series__study=study).exists()
+    received = dict(
+        Series.objects.filter(
+            hospital_id=study.hospital_id, study=study, series_instance_uid__in=list(manifest.series_counts)
+        ).values_list("series_instance_uid", "number_of_instances")
+    )
+    return all(received.get(uid, 0) >= int(expected) for uid, expected in manifest.series_counts.items())

@@ -3,6 +3,7 @@
 Staged files are named by the staged object's random public id, never by anything in the data.
 """
 
+import hashlib
 import os
 import uuid
 from collections.abc import Iterable
@@ -19,8 +20,9 @@ def staging_path(public_id: uuid.UUID) -> Path:
     return Path(settings.STAGING_DIR) / public_id.hex[:2] / public_id.hex
 
 
-def staging_write(public_id: uuid.UUID, chunks: Iterable[bytes], *, max_size: int) -> int:
-    """Write ``chunks`` to the staging file of ``public_id`` and fsync it; return its size.
+def staging_write(public_id: uuid.UUID, chunks: Iterable[bytes], *, max_size: int) -> tuple[int, str]:
+    """Write ``chunks`` to the staging file of ``public_id`` and fsync it; return its size and
+    SHA-256 (hashed on the way, so ingest need not read the file once more for it).
 
     Writes to a temporary name and renames, so a staged file is either complete or absent.
     """
@@ -28,12 +30,14 @@ def staging_write(public_id: uuid.UUID, chunks: Iterable[bytes], *, max_size: in
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".part")
     size = 0
+    digest = hashlib.sha256()
     try:
         with open(partial, "wb") as handle:
             for chunk in chunks:
                 size += len(chunk)
                 if size > max_size:
                     raise StagingTooLarge(size)
+                digest.update(chunk)
                 handle.write(chunk)
             handle.flush()
             os.fsync(handle.fileno())
@@ -46,7 +50,7 @@ def staging_write(public_id: uuid.UUID, chunks: Iterable[bytes], *, max_size: in
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
-    return size
+    return size, digest.hexdigest()
 
 
 def staging_remove(public_id: uuid.UUID) -> None:

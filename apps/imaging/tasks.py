@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from apps.imaging.ingest import staged_object_give_up, staged_object_process
+from apps.imaging.manifest import quiet_manifests, study_completeness_check
 from apps.imaging.models import StagedObject
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
@@ -52,3 +53,15 @@ def ingest_retry_stale() -> int:
                 transaction.on_commit(partial(ingest_staged_object.delay, hospital.pk, str(public_id)))
                 queued += 1
     return queued
+
+
+@shared_task
+def study_completeness_sweep() -> int:
+    """Record STUDY_INCOMPLETE for studies still short of their manifest once arrivals are quiet;
+    run periodically (celery beat). Returns the number of findings recorded."""
+    recorded = 0
+    for hospital in Hospital.objects.all():
+        with hospital_context(hospital):
+            for manifest in quiet_manifests(hospital=hospital):
+                recorded += len(study_completeness_check(hospital=hospital, manifest=manifest))
+    return recorded

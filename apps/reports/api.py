@@ -162,6 +162,37 @@ class ReportAmendView(ReportAPIView):
         return Response(version_json(version), status=status.HTTP_201_CREATED)
 
 
+class ReportDraftView(ReportAPIView):
+    """Save a new draft (or, with ``"preliminary": true``, preliminary) version of an unsigned report."""
+
+    def post(self, request: Request, hospital_code: str, study_uid: str) -> Response:
+        report = selectors.report_for_study_or_404(
+            self.hospital, selectors.study_by_uid_or_404(self.hospital, study_uid)
+        )
+        body = self.body(request)
+        preliminary = body.get("preliminary", False)
+        if not isinstance(preliminary, bool):
+            raise ValidationError({"preliminary": _("Must be true or false.")})
+        version = services.report_save_draft(
+            report=report, actor=self.person(body, "author"), expected_version=self.version_number(body),
+            fields=self.fields(body), preliminary=preliminary, **self.write_context(request),
+        )  # fmt: skip
+        return Response(version_json(version), status=status.HTTP_201_CREATED)
+
+
+class ReportEnterInErrorView(ReportAPIView):
+    def post(self, request: Request, hospital_code: str, study_uid: str) -> Response:
+        report = selectors.report_for_study_or_404(
+            self.hospital, selectors.study_by_uid_or_404(self.hospital, study_uid)
+        )
+        body = self.body(request)
+        version = services.report_enter_in_error(
+            report=report, actor=self.person(body, "signer"), expected_version=self.version_number(body),
+            reason=body.get("reason", ""), **self.write_context(request),
+        )  # fmt: skip
+        return Response(version_json(version), status=status.HTTP_201_CREATED)
+
+
 class ReportVersionView(ReportAPIView):
     def get(self, request: Request, hospital_code: str, study_uid: str, number: int) -> Response:
         report = selectors.report_for_study_or_404(

@@ -11,7 +11,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.imaging.models import Study
-from apps.tenants.models import TenantOwnedModel, TenantQuerySet
+from apps.tenants.models import RowLevelSecurity, TenantOwnedModel, TenantQuerySet
 
 
 class ImmutableVersionError(RuntimeError):
@@ -19,11 +19,13 @@ class ImmutableVersionError(RuntimeError):
 
 
 class DoctorSigningKey(TenantOwnedModel):
-    """A doctor's Ed25519 key at one hospital. The private key is sealed with the hospital's
-    field key (``apps.imaging.keys.field_seal``), bound to the user's public id."""
+    """A doctor's signing key (Ed25519, or SM2 where national cryptography is required) at one
+    hospital. The private key is sealed with the hospital's field key
+    (``apps.imaging.keys.field_seal``), bound to the user's public id."""
 
     class Algorithm(models.TextChoices):
         ED25519 = "ed25519", "Ed25519"
+        SM2 = "sm2", "SM2 (GB/T 32918)"
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(
@@ -137,3 +139,75 @@ class ReportVersion(TenantOwnedModel):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise ImmutableVersionError("Report versions cannot be deleted.")
+
+
+class StudyPublication(TenantOwnedModel):
+    """Whether a study's images and report are visible to its patient, and since when.
+
+    A study is published once its report is signed (final or amended) and its images are
+    complete (by manifest or a staff action). ``approval_to_publication_seconds`` is the QC
+    timeliness figure. A withdrawal (report entered in error) keeps the history and hides the
+    study again.
+    """
+
+    class Source(models.TextChoices):
+        STAFF = "staff", _("Staff action")
+        MANIFEST = "manifest", _("Manifest")
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    study = models.OneToOneField(Study, on_delete=models.PROTECT, related_name="publication", verbose_name=_("study"))
+    images_complete_at = models.DateTimeField(_("images complete at"), null=True, blank=True)
+    images_complete_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    images_complete_source = models.CharField(max_length=16, choices=Source.choices, blank=True)
+    report_approved_at = models.DateTimeField(_("report approved at"), null=True, blank=True)
+    published_at = models.DateTimeField(_("published at"), null=True, blank=True)
+    approval_to_publication_seconds = models.PositiveIntegerField(null=True, blank=True)
+    withdrawn_at = models.DateTimeField(_("withdrawn at"), null=True, blank=True)
+    withdrawn_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    withdrawn_reason = models.TextField(_("reason for withdrawal"), blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("study publication")
+        verbose_name_plural = _("study publications")
+        indexes = [models.Index(fields=["hospital", "published_at"])]
+
+    def __str__(self) -> str:
+        return str(self.public_id)
+
+    @property
+    def is_visible(self) -> bool:
+        return self.published_at is not None and self.withdrawn_at is None
+
+
+class ReportVerificationToken(TenantOwnedModel):
+    """The opaque token a printed report's QR code carries, for the public verification page.
+
+    Only the SHA-256 of the token is stored. The page finds the row by that hash before any
+    hospital is known (the ``token_lookup`` policy, as for API tokens), then reads the version in
+    its hospital's context. The token is derived from the version's public id with a keyed hash,
+    so every print of one version carries the same QR code.
+    """
+
+    append_only: ClassVar[bool] = True
+    row_level_security = RowLevelSecurity(
+        extra_policies={
+            "token_lookup": ("SELECT", "token_hash = current_setting('app.token_hash', true)"),
+        }
+    )
+
+    version = models.ForeignKey(ReportVersion, on_delete=models.PROTECT, related_name="+", editable=False)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        verbose_name = _("report verification token")
+        verbose_name_plural = _("report verification tokens")
+        indexes = [models.Index(fields=["hospital", "version"])]
+
+    def __str__(self) -> str:
+        return self.token_hash[:12]

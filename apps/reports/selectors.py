@@ -29,3 +29,29 @@ def report_version_or_404(report: Report, number: int) -> ReportVersion:
     if version is None:
         raise Http404
     return version
+
+
+WORKLIST_LIMIT = 100
+
+
+def report_worklist(hospital: Hospital, *, status: str = "") -> QuerySet[Study]:
+    """The hospital's studies, newest first, each with its report (if any) for the status column.
+
+    ``status`` filters by report status; ``"none"`` means studies without a report yet.
+    """
+    studies = (
+        Study.objects.for_hospital(hospital).select_related("report", "patient").order_by("-study_date", "-created_at")
+    )
+    if status == "none":
+        studies = studies.filter(report__isnull=True)
+    elif status:
+        studies = studies.filter(report__status=status)
+    return studies
+
+
+def study_by_public_id_or_404(hospital: Hospital, public_id: object) -> Study:
+    return get_for_hospital_or_404(Study.objects.select_related("patient"), hospital, public_id=public_id)
+
+
+def report_of_study(hospital: Hospital, study: Study) -> Report | None:
+    return Report.objects.select_related("hospital", "study").filter(hospital=hospital, study=study).first()

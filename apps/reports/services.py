@@ -19,6 +19,7 @@ from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
 from apps.imaging.models import Study
 from apps.reports.models import Report, ReportVersion
+from apps.reports.publication import publication_refresh
 from apps.reports.signing import (
     CONTENT_FIELDS,
     TEXT_FIELDS,
@@ -67,6 +68,23 @@ def _clean_fields(fields: Mapping[str, Any]) -> dict[str, str]:
     if errors:
         raise ValidationError(errors)
     return clean
+
+
+def _require_amendable(report: Report) -> None:
+    if report.status == Report.Status.ENTERED_IN_ERROR:
+        raise ValidationError({"status": _("This report was entered in error and cannot be amended.")})
+    if not report.is_signed:
+        raise ValidationError(
+            {"status": _("A draft or preliminary report is not signed yet: save the draft or sign it instead.")}
+        )
+
+
+def _require_report_doctor_or_admin(actor: Any, report: Report, base: ReportVersion) -> None:
+    """The report's reporting or reviewing doctor (still a doctor there), or a hospital admin."""
+    roles = hospital_roles(actor, report.hospital)
+    own_report = actor.pk in (base.reporting_doctor_id, base.reviewing_doctor_id) and roles & DOCTOR_ROLES
+    if not own_report and HospitalRole.HOSPITAL_ADMIN not in roles:
+        raise PermissionDenied(_("Only the report's doctors or a hospital admin may do this."))
 
 
 def _locked(report: Report, expected_version: int | None) -> Report:
@@ -191,6 +209,8 @@ def report_save_draft(
     clean = _clean_fields(fields)
     with transaction.atomic():
         report = _locked(report, expected_version)
+        if report.status == Report.Status.ENTERED_IN_ERROR:
+            raise ValidationError({"status": _("This report was entered in error and cannot be changed.")})
         if report.status not in (Report.Status.DRAFT, Report.Status.PRELIMINARY):
             raise ValidationError({"status": _("A signed report changes only by amendment.")})
         base = _latest(report)
@@ -227,6 +247,7 @@ def report_sign(
                           reviewing_doctor=reviewer, signed=True)  # fmt: skip
         _audit(Action.REPORT_SIGNED, version=version, actor=actor, before=base.content_sha256,
                request=request, entry_point=entry_point)  # fmt: skip
+        publication_refresh(study=report.study, actor=actor, request=request, entry_point=entry_point)
     return version
 
 
@@ -250,8 +271,7 @@ def report_amend(
         raise ValidationError({"reason": _("A reason is required for an amendment.")})
     with transaction.atomic():
         report = _locked(report, expected_version)
-        if not report.is_signed:
-            raise ValidationError({"status": _("Only a final or amended report can be amended.")})
+        _require_amendable(report)
         base = _latest(report)
         roles = hospital_roles(actor, report.hospital)
         own_report = actor.pk in (base.reporting_doctor_id, base.reviewing_doctor_id) and roles & DOCTOR_ROLES
@@ -265,6 +285,43 @@ def report_amend(
                           reason=reason, signed=True)  # fmt: skip
         _audit(Action.REPORT_AMENDED, version=version, actor=actor, before=base.content_sha256,
                request=request, entry_point=entry_point)  # fmt: skip
+        publication_refresh(study=report.study, amended_version=version, actor=actor, request=request,
+                            entry_point=entry_point)  # fmt: skip
+    return version
+
+
+def report_enter_in_error(
+    *,
+    actor: Any,
+    report: Report,
+    reason: str,
+    expected_version: int | None = None,
+    request: HttpRequest | None = None,
+    entry_point: EntryPoint = EntryPoint.WEB,
+) -> ReportVersion:
+    """Mark the report entered in error: version N+1 with the same content, status
+    entered_in_error and the reason, signed by the actor; the study is withdrawn from its patient.
+
+    Allowed to the report's reporting or reviewing doctor and to the hospital's admins; a reason
+    is required. Every earlier version stays; the report cannot be signed or amended afterwards.
+    """
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError({"reason": _("A reason is required to mark a report entered in error.")})
+    with transaction.atomic():
+        report = _locked(report, expected_version)
+        if report.status == Report.Status.ENTERED_IN_ERROR:
+            raise ValidationError({"status": _("This report is already marked entered in error.")})
+        base = _latest(report)
+        _require_report_doctor_or_admin(actor, report, base)
+        version = _append(report, base=base, actor=actor, status=Report.Status.ENTERED_IN_ERROR, fields={},
+                          reason=reason.strip(), signed=True)  # fmt: skip
+        _audit(Action.REPORT_ENTERED_IN_ERROR, version=version, actor=actor, before=base.content_sha256,
+               request=request, entry_point=entry_point)  # fmt: skip
+        # Imported here: publication imports this module's models and services.
+        from apps.reports.publication import study_unpublish
+
+        study_unpublish(actor=actor, study=report.study, reason=reason.strip(), request=request,
+                        entry_point=entry_point)  # fmt: skip
     return version
 
 

@@ -1,4 +1,5 @@
-"""Canonical report content, doctors' Ed25519 keys, and verification of stored versions."""
+"""Canonical report content, doctors' signing keys (Ed25519 by default, SM2 as the national-cryptography
+option), and verification of stored versions."""
 
 import base64
 import hashlib
@@ -8,10 +9,13 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import IntegrityError, transaction
 
 from apps.imaging.keys import field_seal, field_unseal
 from apps.reports.models import DoctorSigningKey, Report, ReportVersion
+from apps.reports.sm2 import sm2_generate, sm2_sign, sm2_verify
 from apps.tenants.models import Hospital
 
 # The free-text content of a report; every version carries all of them.
@@ -53,19 +57,34 @@ def _seal_context(user: Any) -> str:
     return f"signing-key:{user.public_id}"
 
 
+def signing_algorithm() -> str:
+    """The algorithm of new keys: ``REPORT_SIGNING_ALGORITHM`` ("ed25519", the default, or "sm2").
+    A doctor's existing key keeps its own algorithm until it is replaced."""
+    configured = str(getattr(settings, "REPORT_SIGNING_ALGORITHM", "") or DoctorSigningKey.Algorithm.ED25519)
+    if configured not in DoctorSigningKey.Algorithm.values:
+        raise ImproperlyConfigured(f"REPORT_SIGNING_ALGORITHM must be one of {DoctorSigningKey.Algorithm.values}.")
+    return configured
+
+
 def signing_key_for(*, hospital: Hospital, user: Any) -> DoctorSigningKey:
     """The user's active key at ``hospital``, created on first use. Call inside the hospital's context."""
     key = DoctorSigningKey.objects.filter(hospital=hospital, user=user, is_active=True).first()
     if key is not None:
         return key
-    private = Ed25519PrivateKey.generate()
-    raw_private = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+    algorithm = signing_algorithm()
+    if algorithm == DoctorSigningKey.Algorithm.SM2:
+        raw_private, public_key = sm2_generate()
+    else:
+        private = Ed25519PrivateKey.generate()
+        raw_private = private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
+        public_key = private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     try:
         with transaction.atomic():
             return DoctorSigningKey.objects.create(
                 hospital=hospital,
                 user=user,
-                public_key=private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw),
+                algorithm=algorithm,
+                public_key=public_key,
                 private_key_sealed=field_seal(
                     hospital, base64.b64encode(raw_private).decode("ascii"), field=_seal_context(user)
                 ),
@@ -76,8 +95,10 @@ def signing_key_for(*, hospital: Hospital, user: Any) -> DoctorSigningKey:
 
 
 def sign(key: DoctorSigningKey, message: bytes) -> bytes:
-    raw = field_unseal(key.hospital, key.private_key_sealed, field=_seal_context(key.user))
-    return Ed25519PrivateKey.from_private_bytes(base64.b64decode(raw)).sign(message)
+    raw = base64.b64decode(field_unseal(key.hospital, key.private_key_sealed, field=_seal_context(key.user)))
+    if key.algorithm == DoctorSigningKey.Algorithm.SM2:
+        return sm2_sign(raw, bytes(key.public_key), message)
+    return Ed25519PrivateKey.from_private_bytes(raw).sign(message)
 
 
 def version_verify(version: ReportVersion, report: Report) -> bool:
@@ -92,6 +113,8 @@ def version_verify(version: ReportVersion, report: Report) -> bool:
     key = version.signing_key
     if key is None or key.user_id != version.signed_by_id or key.hospital_id != version.hospital_id:
         return False
+    if key.algorithm == DoctorSigningKey.Algorithm.SM2:
+        return sm2_verify(bytes(key.public_key), bytes(version.signature), message)
     try:
         Ed25519PublicKey.from_public_bytes(bytes(key.public_key)).verify(bytes(version.signature), message)
     except (InvalidSignature, ValueError):

@@ -248,3 +248,49 @@ CELERY_BEAT_SCHEDULE = {
 UPLOAD_ZIP_MAX_TOTAL = env_int("UPLOAD_ZIP_MAX_TOTAL", 16 * 1024**3)
 UPLOAD_ZIP_MAX_ENTRIES = env_int("UPLOAD_ZIP_MAX_ENTRIES", 100_000)
 UPLOAD_ZIP_MAX_RATIO = env_int("UPLOAD_ZIP_MAX_RATIO", 200)
+
+# --- Patient portal and notifications (apps.portal, apps.notify) ----------------------------
+# SMS_PROVIDER: console (logs the message with the phone masked; the demo and tests), aliyun,
+# tencent, or a dotted path to a class with send(phone, template_code, params).
+SMS_PROVIDER = env_str("SMS_PROVIDER", "console") or "console"
+SMS_SIGN_NAME = env_str("SMS_SIGN_NAME", "") or ""
+SMS_HTTP_TIMEOUT_SECONDS = env_int("SMS_HTTP_TIMEOUT_SECONDS", 10)
+SMS_ALIYUN_ENDPOINT = env_str("SMS_ALIYUN_ENDPOINT", "https://dysmsapi.aliyuncs.com") or ""
+SMS_ALIYUN_REGION = env_str("SMS_ALIYUN_REGION", "cn-hangzhou") or "cn-hangzhou"
+SMS_ALIYUN_ACCESS_KEY_ID = env_str("SMS_ALIYUN_ACCESS_KEY_ID", "") or ""
+SMS_ALIYUN_ACCESS_KEY_SECRET = env_str("SMS_ALIYUN_ACCESS_KEY_SECRET", "") or ""
+SMS_TENCENT_ENDPOINT = env_str("SMS_TENCENT_ENDPOINT", "https://sms.tencentcloudapi.com") or ""
+SMS_TENCENT_REGION = env_str("SMS_TENCENT_REGION", "ap-guangzhou") or "ap-guangzhou"
+SMS_TENCENT_SECRET_ID = env_str("SMS_TENCENT_SECRET_ID", "") or ""
+SMS_TENCENT_SECRET_KEY = env_str("SMS_TENCENT_SECRET_KEY", "") or ""
+SMS_TENCENT_APP_ID = env_str("SMS_TENCENT_APP_ID", "") or ""
+# Our template names -> the provider's template ids (set per provider account).
+SMS_TEMPLATES = {
+    "verification_code": env_str("SMS_TEMPLATE_VERIFICATION_CODE", "verification_code") or "verification_code",
+    "study_published": env_str("SMS_TEMPLATE_STUDY_PUBLISHED", "study_published") or "study_published",
+    "report_amended": env_str("SMS_TEMPLATE_REPORT_AMENDED", "report_amended") or "report_amended",
+}
+# The public origin patients' links point at (SMS short links, QR codes), e.g. https://yx.example.cn
+PORTAL_PUBLIC_ORIGIN = env_str("PORTAL_PUBLIC_ORIGIN", "http://127.0.0.1:8000") or ""
+# Patient sessions are short: absolute lifetime after verification.
+PORTAL_SESSION_SECONDS = env_int("PORTAL_SESSION_SECONDS", 20 * 60)
+# Rate limits (count per window) and the lockout that follows.
+PORTAL_CODES_PER_PHONE_PER_HOUR = env_int("PORTAL_CODES_PER_PHONE_PER_HOUR", 5)
+PORTAL_CODES_PER_IP_PER_HOUR = env_int("PORTAL_CODES_PER_IP_PER_HOUR", 30)
+PORTAL_CODES_PER_TOKEN_PER_HOUR = env_int("PORTAL_CODES_PER_TOKEN_PER_HOUR", 5)
+PORTAL_FAILURES_BEFORE_LOCK = env_int("PORTAL_FAILURES_BEFORE_LOCK", 10)
+PORTAL_LOCKOUT_SECONDS = env_int("PORTAL_LOCKOUT_SECONDS", 30 * 60)
+# Download links are valid this long after they are issued.
+PORTAL_DOWNLOAD_LINK_SECONDS = env_int("PORTAL_DOWNLOAD_LINK_SECONDS", 5 * 60)
+# WeChat official account (snsapi_base OAuth); empty app id switches the entry off.
+WECHAT_APP_ID = env_str("WECHAT_APP_ID", "") or ""
+WECHAT_APP_SECRET = env_str("WECHAT_APP_SECRET", "") or ""
+WECHAT_AUTHORIZE_URL = (
+    env_str("WECHAT_AUTHORIZE_URL", "https://open.weixin.qq.com/connect/oauth2/authorize") or ""
+)
+WECHAT_TOKEN_URL = env_str("WECHAT_TOKEN_URL", "https://api.weixin.qq.com/sns/oauth2/access_token") or ""
+CELERY_BEAT_SCHEDULE["portal-throttles-prune"] = {
+    "task": "apps.portal.tasks.portal_throttles_prune",
+    "schedule": 3600.0,
+}
+# --- end of portal and notifications ---------------------------------------------------------

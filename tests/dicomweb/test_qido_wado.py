@@ -191,5 +191,50 @@ def test_unsupported_matching_keys_are_named_in_a_warning(client, archive):
     assert len(response.json()) == 3  # the key is not used for matching
     assert "PatientBirthDate" in response["Warning"]
     assert response["Warning"].startswith("299 ")
-    assert "includefield" in response["Warning"]
+    assert "includefield" not in response["Warning"]
     assert "Warning" not in _qido(client, archive["token"], PatientID="P-ZHANG")
+
+
+INSTITUTION = "00080080"
+SERIES_DATE = "00080021"
+SLICE_THICKNESS = "00180050"
+PIXEL_DATA = "7FE00010"
+
+
+def test_includefield_adds_named_attributes_from_the_stored_header(client, archive):
+    response = _qido(client, archive["token"], PatientID="P-ZHANG", includefield="InstitutionName,00180050")
+    assert response.status_code == 200 and "Warning" not in response
+    [study] = response.json()
+    assert study[INSTITUTION]["Value"] == ["FIRST PEOPLES HOSPITAL"]
+    assert [float(v) for v in study[SLICE_THICKNESS]["Value"]] == [5.0]
+    assert study[PATIENT_ID]["Value"] == ["P-ZHANG"]  # the required attributes stay
+
+
+def test_includefield_all_at_the_instance_level_omits_pixel_data(client, archive):
+    response = _qido(client, archive["token"], "instances", includefield="all")
+    results = response.json()
+    assert response.status_code == 200 and len(results) == 5
+    for result in results:
+        assert SLICE_THICKNESS in result and INSTITUTION in result
+        assert PIXEL_DATA not in result
+        assert not any(tag.startswith("0002") for tag in result)
+    default = _qido(client, archive["token"], "instances").json()
+    assert all(SLICE_THICKNESS not in result for result in default)
+
+
+def test_includefield_all_at_the_series_level(client, archive):
+    results = _qido(client, archive["token"], "series", includefield="all").json()
+    assert all(INSTITUTION in result for result in results)
+
+
+def test_an_unknown_includefield_attribute_is_400(client, archive):
+    response = _qido(client, archive["token"], includefield="NoSuchKeyword")
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"
+
+
+def test_includefield_shows_nothing_of_another_hospital(client, archive):
+    response = client.get(
+        "/api/first/dicom-web/studies", {"includefield": "all"}, HTTP_AUTHORIZATION=f"Bearer {archive['other_token']}"
+    )
+    assert response.status_code == 404

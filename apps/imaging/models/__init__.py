@@ -1,6 +1,7 @@
 from apps.imaging.models.archive import Instance, Patient, Series, Study
 from apps.imaging.models.ingest import DicomNode, IngestConflict, StagedObject, ValidationFinding
 from apps.imaging.models.keys import HospitalKey
+from apps.imaging.models.manifest import StudyManifest
 from apps.imaging.models.policy import ValidationRuleSetting
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "Series",
     "StagedObject",
     "Study",
+    "StudyManifest",
     "ValidationFinding",
     "ValidationRuleSetting",
 ]

@@ -28,6 +28,7 @@ class StagedObject(TenantOwnedModel):
     batch = models.UUIDField(null=True, blank=True, help_text="Groups the objects of one request or upload")
     original_name = models.CharField(max_length=255, blank=True)
     size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64, blank=True, help_text="Of the received bytes, taken while staging")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RECEIVED)
     attempts = models.PositiveIntegerField(default=0)
     error_code = models.CharField(max_length=40, blank=True)

@@ -63,3 +63,12 @@ class Command(BaseCommand):
         self.stdout.write(f"Every demo user's password: {DEMO_PASSWORD}")
         for username, label in rows:
             self.stdout.write(f"  {username:<12} {label}")
+        # The portal's demo patient (apps.portal.demo): sign in at /portal/demo/login/.
+        from apps.portal.demo import DEMO_ID_NUMBER, DEMO_PHONE, demo_patient_seed
+
+        with hospital_context(hospital):
+            demo_patient_seed(hospital=hospital, doctor=User.objects.get(username="reporter"))
+        self.stdout.write(
+            f"Demo patient: /portal/{hospital.code}/login/ with phone {DEMO_PHONE} and ID-card last four "
+            f"{DEMO_ID_NUMBER[-4:]}; the SMS code is printed on this console (SMS_PROVIDER=console)."
+        )

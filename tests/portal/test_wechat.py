@@ -1,0 +1,108 @@
+"""WeChat snsapi_base OAuth against a local fake WeChat server: the openid is bound after the
+first verified sign-in; later a bound openid gets a code sent to the phone on record."""
+
+import json
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.urls import reverse
+
+from apps.audit.models import AuditEvent
+from apps.audit.vocabulary import Action
+from apps.portal.models import WeChatBinding
+from apps.tenants.context import hospital_context
+from tests.portal.conftest import PHONE, last_code, sms_to
+
+pytestmark = pytest.mark.django_db
+
+OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+
+
+@pytest.fixture
+def fake_wechat(settings):
+    """Answers the token exchange for code 'good-code' with OPENID, anything else with errcode."""
+    seen: list[dict[str, str]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+            seen.append(query)
+            ok = (
+                query.get("code") == "good-code"
+                and query.get("secret") == "wx-secret"
+                and query.get("appid") == "wx123"
+            )
+            body = json.dumps(
+                {"openid": OPENID, "access_token": "t", "scope": "snsapi_base"}
+                if ok
+                else {"errcode": 40029, "errmsg": "invalid code"}
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    settings.WECHAT_APP_ID, settings.WECHAT_APP_SECRET = "wx123", "wx-secret"
+    settings.WECHAT_AUTHORIZE_URL = f"{base}/connect/oauth2/authorize"
+    settings.WECHAT_TOKEN_URL = f"{base}/sns/oauth2/access_token"
+    yield seen
+    server.shutdown()
+    server.server_close()
+
+
+def _start(client) -> str:
+    response = client.get(reverse("portal:wechat_start", args=["first"]))
+    assert response.status_code == 302
+    location = urllib.parse.urlsplit(response["Location"])
+    query = dict(urllib.parse.parse_qsl(location.query))
+    assert query["scope"] == "snsapi_base" and query["appid"] == "wx123"
+    assert location.fragment == "wechat_redirect"
+    return query["state"]
+
+
+def test_first_visit_binds_after_verification_then_skips_typing(
+    client, world, patient, study, fake_wechat, request_code, django_capture_on_commit_callbacks
+):
+    state = _start(client)
+    response = client.get(reverse("portal:wechat_callback", args=["first"]), {"code": "good-code", "state": state})
+    assert response["Location"] == reverse("portal:login", args=["first"])
+    request_code()
+    client.post(reverse("portal:verify", args=["first"]), {"code": last_code(PHONE)})
+    with hospital_context(world.first.hospital):
+        assert WeChatBinding.objects.count() == 1
+        assert OPENID not in WeChatBinding.objects.get().openid_hash
+        assert AuditEvent.objects.filter(action=Action.WECHAT_BOUND).count() == 1
+    # Next visit, signed out: the bound openid gets a code sent to the phone on record.
+    client.post(reverse("portal:logout", args=["first"]))
+    sent = len(sms_to(PHONE))
+    state = _start(client)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.get(reverse("portal:wechat_callback", args=["first"]), {"code": "good-code", "state": state})
+    assert response["Location"] == reverse("portal:verify", args=["first"])
+    assert len(sms_to(PHONE)) == sent + 1
+    response = client.post(reverse("portal:verify", args=["first"]), {"code": last_code(PHONE)})
+    assert response["Location"] == reverse("portal:home", args=["first"])
+
+
+def test_bad_state_or_code_is_refused_cleanly(client, world, fake_wechat):
+    state = _start(client)
+    bad_state = client.get(reverse("portal:wechat_callback", args=["first"]), {"code": "good-code", "state": "x"})
+    assert bad_state.status_code == 400
+    state = _start(client)
+    bad_code = client.get(reverse("portal:wechat_callback", args=["first"]), {"code": "stolen", "state": state})
+    assert bad_code.status_code == 502
+    assert "微信登录未完成" in bad_code.content.decode()
+
+
+def test_wechat_off_without_an_app_id(client, world, settings):
+    settings.WECHAT_APP_ID = ""
+    assert client.get(reverse("portal:wechat_start", args=["first"])).status_code == 404
