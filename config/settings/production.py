@@ -6,6 +6,8 @@ from config.settings.base import *  # noqa: F403
 SECRET_KEY = env_required("SECRET_KEY")
 AUDIT_CHAIN_KEY = env_required("AUDIT_CHAIN_KEY")
 STORAGE_MASTER_KEY = env_required("STORAGE_MASTER_KEY")
+# SMS links and printed QR codes carry this origin; a localhost default would reach no patient.
+PORTAL_PUBLIC_ORIGIN = env_required("PORTAL_PUBLIC_ORIGIN")
 DEBUG = False
 STAFF_OTP_REQUIRED = True
 

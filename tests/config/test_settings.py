@@ -37,6 +37,7 @@ def _production_env(**extra: str) -> dict[str, str]:
         AUDIT_CHAIN_KEY=secrets.token_urlsafe(32),
         STORAGE_MASTER_KEY="MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
         ALLOWED_HOSTS="imaging.example.cn",
+        PORTAL_PUBLIC_ORIGIN="https://imaging.example.cn",
         DATABASE_URL="postgres://yingxiang_app@127.0.0.1:5432/yingxiang",
         **extra,
     )
@@ -64,6 +65,16 @@ def test_production_refuses_to_start_without_a_secret_key():
     )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_to_start_without_the_public_origin_of_patient_links():
+    env = _production_env()
+    del env["PORTAL_PUBLIC_ORIGIN"]
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "PORTAL_PUBLIC_ORIGIN" in result.stderr
 
 
 def test_production_enforces_https_and_second_factor():
