@@ -34,6 +34,7 @@ class Action(models.TextChoices):
     USER_CHANGED = "user_changed", _("User security attributes changed")
     HOSPITAL_CHANGED = "hospital_changed", _("Hospital configuration changed")
     PATIENT_RECORD_VIEWED = "patient_record_viewed", _("Patient record viewed")
+    PATIENT_RECORD_CHANGED = "patient_record_changed", _("Patient record changed")
     AUDIT_LOG_VIEWED = "audit_log_viewed", _("Audit log viewed")
     AUDIT_LOG_EXPORTED = "audit_log_exported", _("Audit log exported")
     STUDIES_QUERIED = "studies_queried", _("Studies queried")
@@ -110,6 +111,7 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     Action.ROLE_REVOKED: DicomEvent(*_SECURITY, "110136", "Security Roles Changed", "D"),
     Action.HOSPITAL_CHANGED: DicomEvent(*_SECURITY, "110132", "Use of Restricted Function", "U"),
     Action.PATIENT_RECORD_VIEWED: DicomEvent("110110", "Patient Record", action_code="R"),
+    Action.PATIENT_RECORD_CHANGED: DicomEvent("110110", "Patient Record", action_code="U"),
     Action.AUDIT_LOG_VIEWED: DicomEvent("110101", "Audit Log Used", action_code="R"),
     Action.AUDIT_LOG_EXPORTED: DicomEvent("110101", "Audit Log Used", action_code="R"),
     Action.STUDIES_QUERIED: DicomEvent("110112", "Query", action_code="E"),

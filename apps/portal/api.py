@@ -74,7 +74,7 @@ class PatientContactView(HospitalAPIView):
         except ValidationError as error:
             return Response({"error": "invalid", "detail": error.messages}, status=status.HTTP_400_BAD_REQUEST)
         audit_record(
-            action=Action.PATIENT_RECORD_VIEWED,
+            action=Action.PATIENT_RECORD_CHANGED,
             request=request._request,
             hospital=self.hospital,
             actor_name=f"token:{self.token.prefix}",
