@@ -1,8 +1,9 @@
 from django.urls import path
 
-from apps.reports import api
+from apps.reports import api, publication_api
 
 report = "studies/<str:study_uid>/report"
+publication = "studies/<str:study_uid>/publication"
 
 app_name = "reports"
 urlpatterns = [
@@ -13,4 +14,7 @@ urlpatterns = [
     path(f"{report}/entered-in-error", api.ReportEnterInErrorView.as_view(), name="entered_in_error"),
     path(f"{report}/versions/<int:number>", api.ReportVersionView.as_view(), name="version"),
     path(f"{report}/diff", api.ReportDiffView.as_view(), name="diff"),
+    path(publication, publication_api.PublicationView.as_view(), name="publication"),
+    path(f"{publication}/images-complete", publication_api.ImagesCompleteView.as_view(), name="images_complete"),
+    path(f"{publication}/withdraw", publication_api.WithdrawView.as_view(), name="withdraw"),
 ]
