@@ -61,8 +61,8 @@ print(session.session_key, url)
 class ViewerServer(servers.Ours):
     """Our server on a database of its own, so that it never touches bench/run.py's."""
 
-    def __init__(self, workdir: Path, settings_module: str | None = None) -> None:
-        super().__init__(workdir)
+    def __init__(self, workdir: Path, settings_module: str | None = None, workers: int = 2) -> None:
+        super().__init__(workdir, workers=workers)
         if settings_module:
             self.env["DJANGO_SETTINGS_MODULE"] = settings_module
         self.env["DATABASE_URL"] = f"postgres://yingxiang_app@127.0.0.1:5432/{DB_NAME}"
@@ -110,6 +110,7 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=300)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers (bench/run.py uses 2)")
     parser.add_argument("--settings", help="another DJANGO_SETTINGS_MODULE (default: config.settings.base)")
     options = parser.parse_args()
     from playwright.sync_api import sync_playwright
@@ -120,7 +121,7 @@ def main() -> None:
         sys.exit("The viewer bundle is missing: run `make bundle` first.")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(prefix="viewer-bench-") as workdir:
-        server = ViewerServer(Path(workdir), options.settings)
+        server = ViewerServer(Path(workdir), options.settings, options.workers)
         try:
             server.manage("collectstatic", "--noinput", "-v0")
             server.start("BENCH HOSPITAL")

@@ -50,7 +50,7 @@ from apps.imaging.dicom.rules import LOSSY_TRANSFER_SYNTAXES
 from apps.imaging.ingest import staged_object_create
 from apps.imaging.models import DicomNode, StagedObject
 from apps.imaging.staging import StagingTooLarge
-from apps.imaging.tasks import ingest_staged_object
+from apps.imaging.tasks import ingest_staged_object, series_review_queue
 from apps.tenants.context import bind_ae_title, hospital_context
 from apps.tenants.models import Hospital
 
@@ -252,6 +252,9 @@ class _Gateway:
                     object_id=peer.calling_ae_title,
                     details={"batch": str(peer.batch), "staged": peer.staged, "failed": peer.failed, **peer.describe()},
                 )
+            if peer is not None and peer.staged and peer.hospital is not None:
+                # Series-level rules once the association's objects are ingested.
+                series_review_queue(hospital=peer.hospital, batch=peer.batch)
         except Exception:
             logger.exception("The transfer from %r could not be audited", peer.calling_ae_title if peer else "?")
         finally:

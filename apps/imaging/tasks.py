@@ -1,5 +1,6 @@
 """Celery tasks of the archive: thin wrappers that load by id and call one service."""
 
+import uuid
 from datetime import timedelta
 from functools import partial
 
@@ -7,7 +8,7 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from apps.imaging.ingest import staged_object_give_up, staged_object_process
+from apps.imaging.ingest import batch_series_review_stored, staged_object_give_up, staged_object_process
 from apps.imaging.manifest import quiet_manifests, study_completeness_check
 from apps.imaging.models import StagedObject
 from apps.tenants.context import hospital_context
@@ -15,6 +16,9 @@ from apps.tenants.models import Hospital
 
 STALE_AFTER = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
+# A batch's series review waits for its objects: every REVIEW_DELAY seconds, up to REVIEW_TRIES times.
+REVIEW_DELAY = 15
+REVIEW_TRIES = 40
 
 
 @shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=MAX_ATTEMPTS)
@@ -65,3 +69,21 @@ def study_completeness_sweep() -> int:
             for manifest in quiet_manifests(hospital=hospital):
                 recorded += len(study_completeness_check(hospital=hospital, manifest=manifest))
     return recorded
+
+
+@shared_task(acks_late=True)
+def series_review_batch(hospital_id: int, batch: str, tries: int = 0) -> int | None:
+    """Series-level checks of an upload or a C-STORE association once all its objects are
+    ingested; asks again later while some are still waiting."""
+    hospital = Hospital.objects.get(pk=hospital_id)
+    with hospital_context(hospital):
+        recorded = batch_series_review_stored(hospital=hospital, batch=uuid.UUID(batch))
+    if recorded is None and tries < REVIEW_TRIES:
+        series_review_batch.apply_async((hospital_id, batch, tries + 1), countdown=REVIEW_DELAY)
+    return recorded
+
+
+def series_review_queue(*, hospital: Hospital, batch: uuid.UUID) -> None:
+    """Queue the series review of ``batch`` after the current transaction commits (after the
+    ingest tasks of its objects, which are queued first)."""
+    transaction.on_commit(partial(series_review_batch.delay, hospital.pk, str(batch)), robust=True)

@@ -126,7 +126,7 @@ def upload_receive(*, hospital: Hospital, files: list[tuple[str, IO[bytes]]], ba
 
     Call inside the hospital's context.
     """
-    from apps.imaging.tasks import ingest_staged_object
+    from apps.imaging.tasks import ingest_staged_object, series_review_queue
 
     items: list[UploadItem] = []
     budget = _Budget(settings.UPLOAD_ZIP_MAX_TOTAL)
@@ -142,4 +142,6 @@ def upload_receive(*, hospital: Hospital, files: list[tuple[str, IO[bytes]]], ba
         if item.staged is not None:
             public_id = str(item.staged.public_id)
             transaction.on_commit(partial(ingest_staged_object.delay, hospital.pk, public_id))
+    if any(item.staged is not None for item in items):
+        series_review_queue(hospital=hospital, batch=batch)
     return items

@@ -186,3 +186,49 @@ def test_qc_lists_show_only_the_hospitals_own_objects(client, sign_in, world, lo
     assert client.get(reverse("admin:imaging_validationrulesetting_add")).status_code == 200
     sign_in(world.first["clinician"])
     assert client.get(reverse("admin:imaging_stagedobject_changelist")).status_code == 403
+
+
+def test_series_level_rules_run_over_an_uploaded_batch(uploader, world, post):
+    import uuid
+
+    from apps.imaging.models import ValidationFinding
+
+    batch = uuid.uuid4()
+    series = make_ct_series(5, slice_thickness=5.0, positions=[0.0, 5.0, 10.0, 25.0, 30.0])
+    files = [_file(f"{index}.dcm", blob) for index, blob in enumerate(series)]
+    assert post(uploader, batch, *files).status_code == 200
+    with hospital_context(world.first.hospital):
+        [finding] = ValidationFinding.objects.filter(code="SLICE_SPACING_INCONSISTENT")
+        assert finding.instance is not None and finding.staged.batch == batch
+
+
+def test_a_series_completed_by_a_second_upload_is_checked_whole_and_findings_not_repeated(uploader, world, post):
+    import uuid
+
+    from apps.imaging.models import ValidationFinding
+    from apps.imaging.tasks import series_review_batch
+
+    series = make_ct_series(4, Manufacturer="ACME")
+    odd_one = make_ct_slice(
+        StudyInstanceUID=_uid(series[0], "StudyInstanceUID"), SeriesInstanceUID=_uid(series[0], "SeriesInstanceUID"),
+        InstanceNumber=5, Manufacturer="OTHER VENDOR",
+    )  # fmt: skip
+    first_batch = uuid.uuid4()
+    assert post(uploader, first_batch, *[_file(f"{i}.dcm", b) for i, b in enumerate(series)]).status_code == 200
+    with hospital_context(world.first.hospital):
+        assert not ValidationFinding.objects.exists()
+    second_batch = uuid.uuid4()
+    assert post(uploader, second_batch, _file("5.dcm", odd_one)).status_code == 200
+    with hospital_context(world.first.hospital):
+        mixed = ValidationFinding.objects.filter(code="SERIES_MIXED_DEVICE").count()
+        assert mixed >= 1
+    # Reviewing again records nothing new.
+    series_review_batch(world.first.hospital.pk, str(second_batch))
+    with hospital_context(world.first.hospital):
+        assert ValidationFinding.objects.filter(code="SERIES_MIXED_DEVICE").count() == mixed
+
+
+def _uid(blob: bytes, keyword: str) -> str:
+    from pydicom import dcmread
+
+    return str(getattr(dcmread(io.BytesIO(blob)), keyword))

@@ -34,7 +34,8 @@ def test_uploaded_files_are_ingested_by_the_worker(client, sign_in, world, local
     ran_in: list[str] = []
 
     def record(task_id=None, task=None, **kwargs):
-        ran_in.append(threading.current_thread().name)
+        if task is not None and task.name == "apps.imaging.tasks.ingest_staged_object":
+            ran_in.append(threading.current_thread().name)
 
     task_prerun.connect(record, weak=False)
     sign_in(world.first["technologist"])

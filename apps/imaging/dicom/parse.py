@@ -12,7 +12,7 @@ import re
 import struct
 from dataclasses import dataclass, field
 from datetime import date, time
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from pydicom import dcmread
 from pydicom.datadict import dictionary_VR
@@ -205,6 +205,21 @@ def _build(dataset: Dataset, layout: Part10Layout) -> ParsedInstance:
         size=layout.size,
         dataset=dataset,
     )
+
+
+def parsed_from_header(header: dict[str, Any], *, transfer_syntax_uid: str, size: int) -> ParsedInstance:
+    """An instance's facts rebuilt from the DICOM JSON header kept at ingest (no pixel data), for
+    checks run after its staged file is gone (series-level review of uploads and the gateway)."""
+    kept = {tag: element for tag, element in header.items() if "BulkDataURI" not in element}
+    dataset = Dataset.from_json(kept)
+    layout = Part10Layout(
+        transfer_syntax_uid=transfer_syntax_uid,
+        size=size,
+        has_pixel_data=True,
+        pixel_data_length=None,
+        is_encapsulated=False,
+    )
+    return _build(dataset, layout)
 
 
 def _raw(dataset: Dataset, keyword: str) -> bytes | str | None:
