@@ -285,9 +285,7 @@ PORTAL_DOWNLOAD_LINK_SECONDS = env_int("PORTAL_DOWNLOAD_LINK_SECONDS", 5 * 60)
 # WeChat official account (snsapi_base OAuth); empty app id switches the entry off.
 WECHAT_APP_ID = env_str("WECHAT_APP_ID", "") or ""
 WECHAT_APP_SECRET = env_str("WECHAT_APP_SECRET", "") or ""
-WECHAT_AUTHORIZE_URL = (
-    env_str("WECHAT_AUTHORIZE_URL", "https://open.weixin.qq.com/connect/oauth2/authorize") or ""
-)
+WECHAT_AUTHORIZE_URL = env_str("WECHAT_AUTHORIZE_URL", "https://open.weixin.qq.com/connect/oauth2/authorize") or ""
 WECHAT_TOKEN_URL = env_str("WECHAT_TOKEN_URL", "https://api.weixin.qq.com/sns/oauth2/access_token") or ""
 CELERY_BEAT_SCHEDULE["portal-throttles-prune"] = {
     "task": "apps.portal.tasks.portal_throttles_prune",
