@@ -7,6 +7,7 @@ with a key derived from SECRET_KEY.
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -50,9 +51,21 @@ def codes_match(expected_hash: str, challenge_id: str, code: str) -> bool:
     return hmac.compare_digest(expected_hash, code_hash(challenge_id, code))
 
 
+def ascii_folded(raw: str) -> str:
+    """NFKC-folded: the full-width digits and letters of a Chinese keyboard (``１３８``, ``Ｘ``)
+    become ASCII, so what a patient types compares with what the hospital holds."""
+    return unicodedata.normalize("NFKC", raw)
+
+
+def secrets_equal(expected: str, given: str) -> bool:
+    """Constant-time comparison of two strings of any characters (``hmac.compare_digest``
+    raises TypeError on non-ASCII ``str``, which would be a 500 on odd input)."""
+    return hmac.compare_digest(expected.encode(), given.encode())
+
+
 def normalize_phone(raw: str) -> str:
-    """Digits only, without a +86 / 0086 country prefix; empty if it cannot be a phone number."""
-    digits = "".join(ch for ch in raw if ch.isdigit())
+    """ASCII digits only, without a +86 / 0086 country prefix; empty if it cannot be a phone number."""
+    digits = "".join(ch for ch in ascii_folded(raw) if "0" <= ch <= "9")
     for prefix in ("0086", "86"):
         if len(digits) > 11 and digits.startswith(prefix):
             digits = digits[len(prefix) :]
@@ -91,6 +104,11 @@ def throttle_hit(limit: Limit, value: str) -> bool:
         row = _row(key)
         if row.locked_until and row.locked_until > now:
             return False
+        if row.locked_until:
+            # A lock that ran out starts a fresh count; else the next event would lock again.
+            row.locked_until = None
+            row.window_started_at = now
+            row.count = 0
         if row.window_started_at <= now - timedelta(seconds=limit.window_seconds):
             row.window_started_at = now
             row.count = 0
