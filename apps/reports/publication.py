@@ -210,6 +210,31 @@ def study_unpublish(
     return publication
 
 
+def manifest_complete_studies_publish(*, hospital: Hospital) -> int:
+    """Mark complete (source: manifest) every study of ``hospital`` whose received instances now
+    meet its manifest and whose images are not yet complete, publishing those already reported.
+    Run periodically (celery beat); returns how many studies were marked."""
+    from apps.imaging.manifest import manifest_shortfall
+    from apps.imaging.models import StudyManifest
+
+    marked = 0
+    manifests = StudyManifest.objects.filter(hospital=hospital)
+    waiting = {m.study_instance_uid: m for m in manifests}
+    studies = (
+        Study.objects.for_hospital(hospital)
+        .filter(study_instance_uid__in=list(waiting))
+        .exclude(publication__images_complete_at__isnull=False)
+    )
+    for study in studies.select_related("hospital"):
+        manifest = waiting[study.study_instance_uid]
+        if manifest.series_counts and not manifest_shortfall(hospital=hospital, manifest=manifest):
+            study_images_mark_complete(
+                actor=None, study=study, source=StudyPublication.Source.MANIFEST, entry_point=EntryPoint.TASK
+            )
+            marked += 1
+    return marked
+
+
 # Selectors
 
 

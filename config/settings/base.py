@@ -242,6 +242,8 @@ STOW_MAX_REQUEST_SIZE = env_int("STOW_MAX_REQUEST_SIZE", 8 * 1024**3)
 
 CELERY_BEAT_SCHEDULE = {
     "ingest-retry-stale": {"task": "apps.imaging.tasks.ingest_retry_stale", "schedule": 300.0},
+    "study-completeness-sweep": {"task": "apps.imaging.tasks.study_completeness_sweep", "schedule": 300.0},
+    "publication-manifest-sweep": {"task": "apps.reports.tasks.publication_manifest_sweep", "schedule": 120.0},
 }
 
 # Zip uploads: caps against zip bombs.

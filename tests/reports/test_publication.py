@@ -216,8 +216,47 @@ def test_publication_delay_is_seconds_since_first_signature(world, study, monkey
             reason="补充所见",
         )
         first_signed = ReportVersion.objects.get(report=report, number=2).signed_at
+        assert first_signed is not None
         later = first_signed + timedelta(hours=2)
         monkeypatch.setattr(timezone, "now", lambda: later)
         publication = study_images_mark_complete(actor=world.first["technologist"], study=study)
         assert publication.report_approved_at == first_signed
         assert publication.approval_to_publication_seconds == 7200
+
+
+def _series(world, study, count: int) -> str:
+    from pydicom.uid import generate_uid
+
+    from apps.imaging.models import Series
+
+    series = Series.objects.create(
+        hospital=world.first.hospital, study=study, series_instance_uid=generate_uid(), number_of_instances=count
+    )
+    return series.series_instance_uid
+
+
+def test_manifest_sweep_publishes_a_reported_study_once_its_images_meet_the_manifest(world, study):
+    from apps.imaging.manifest import study_manifest_set
+    from apps.reports.tasks import publication_manifest_sweep
+
+    with hospital_context(world.first.hospital):
+        _write_and_sign(world, study)
+        series_uid = _series(world, study, 2)
+        study_manifest_set(
+            hospital=world.first.hospital, study_instance_uid=study.study_instance_uid,
+            series_counts={series_uid: 3}, actor=None,
+        )  # fmt: skip
+    assert publication_manifest_sweep() == 0  # 2 of 3 instances: not complete
+    with hospital_context(world.first.hospital):
+        assert not study_is_published(study)
+        study_manifest_set(
+            hospital=world.first.hospital, study_instance_uid=study.study_instance_uid,
+            series_counts={series_uid: 2}, actor=None,
+        )  # fmt: skip
+    assert publication_manifest_sweep() == 1
+    assert publication_manifest_sweep() == 0  # idempotent
+    with hospital_context(world.first.hospital):
+        publication = publication_for(study)
+        assert publication.is_visible
+        assert publication.images_complete_source == StudyPublication.Source.MANIFEST
+        assert publication.images_complete_by is None
