@@ -10,6 +10,7 @@ urlpatterns = [
     path("accounts/", include("apps.accounts.urls")),
     path("api/<str:hospital_code>/dicom-web/", include("apps.dicomweb.urls")),
     path("api/<str:hospital_code>/reports/", include("apps.reports.urls")),
+    path("api/<str:hospital_code>/", include("apps.imaging.api_urls")),
     path("api/", include("apps.tenants.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("h/<str:hospital_code>/reports/", include("apps.reports.staff_urls")),

@@ -30,11 +30,13 @@ class AuditEvent(models.Model):
     """
 
     append_only: ClassVar[bool] = True
-    # Anyone may append (logins happen before a hospital is known); reading needs the event's
-    # hospital or the audit admin's platform scope.
+    # Appending needs the event's hospital to be the one set for the transaction (the
+    # tenant_isolation policy), or, for the platform chain, no hospital set at all: a unit of
+    # work acting for one hospital cannot write into another's chain or the platform's. Reading
+    # needs the event's hospital or the audit admin's platform scope.
     row_level_security = RowLevelSecurity(
         extra_policies={
-            "audit_append": ("INSERT", "true"),
+            "audit_append": ("INSERT", "hospital_id IS NULL AND app_current_hospital() IS NULL"),
             "audit_admin_read": ("SELECT", "current_setting('app.platform_scope', true) = 'audit'"),
             "audit_append_returning": ("SELECT", "public_id::text = current_setting('app.new_row', true)"),
         }

@@ -3,10 +3,12 @@
 import ipaddress
 import json
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.ipv6 import clean_ipv6_address
@@ -22,7 +24,7 @@ from apps.audit.chain import (
 )
 from apps.audit.models import AuditChainHead, AuditEvent
 from apps.audit.vocabulary import DICOM_EVENTS, Action, EntryPoint, Outcome
-from apps.tenants.context import bind_new_row, platform_scope
+from apps.tenants.context import activate_hospital, bind_new_row, current_hospital, platform_scope, reset
 from apps.tenants.models import Hospital
 
 
@@ -50,6 +52,31 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, list):
         return [_scrub(item) for item in value]
     return value
+
+
+@contextmanager
+def _acting_for_event(hospital: Hospital | None) -> Iterator[None]:
+    """Act for the event's chain while it is appended (inside the append's transaction).
+
+    The database accepts an event only for the hospital the transaction acts for, or, for the
+    platform chain, when it acts for none; ``audit_record`` is the one writer that may record
+    across that line (a staff sign-in goes to the user's home hospital's chain before any
+    hospital is chosen, an API refusal to the hospital named in the URL before its token is
+    accepted), so it acts for the event's chain for the append only and restores the previous
+    hospital afterwards.
+    """
+    previous = current_hospital()
+    if (previous.pk if previous else None) == (hospital.pk if hospital else None):
+        yield
+        return
+    activate_hospital(hospital)
+    try:
+        yield
+    finally:
+        if connection.needs_rollback:
+            reset()  # the transaction is lost; its settings go with it
+        else:
+            activate_hospital(previous)
 
 
 def _lock_head(chain: str) -> AuditChainHead:
@@ -82,15 +109,20 @@ def audit_record(
 
     ``details`` must never hold patient identifiers in clear (name, ID number, phone); give
     public ids instead. The actor defaults to the request's authenticated user.
+
+    The row is inserted while acting for the event's own chain (``_acting_for_event``); any other
+    insert into the audit trail for a hospital other than the transaction's is refused by the
+    database.
     """
     request_user = getattr(request, "user", None)
     if actor is None and request_user is not None and request_user.is_authenticated:
         actor = request_user
-    dicom = DICOM_EVENTS[action]
     # Round-trip through JSON so what is hashed now is what the database gives back later.
     clean_details = _scrub(json.loads(canonical_json(details or {})))
+    dicom = DICOM_EVENTS[action]
     chain = chain_name(hospital.pk if hospital else None)
-    with transaction.atomic():
+    # The inner savepoint rolls back a failed append before the previous hospital is restored.
+    with transaction.atomic(), _acting_for_event(hospital), transaction.atomic():
         head = _lock_head(chain)
         event = AuditEvent(
             public_id=uuid.uuid4(),

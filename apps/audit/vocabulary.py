@@ -55,6 +55,7 @@ class Action(models.TextChoices):
     REPORT_PRINTED = "report_printed", _("Report printed")
     REPORT_VERIFIED = "report_verified", _("Report signature checked")
     STUDY_IMAGES_COMPLETED = "study_images_completed", _("Study images marked complete")
+    STUDY_MANIFEST_SET = "study_manifest_set", _("Study manifest recorded")
     STUDY_PUBLISHED = "study_published", _("Study published to patient")
     STUDY_UNPUBLISHED = "study_unpublished", _("Study withdrawn from patient")
     STUDY_OPENED = "study_opened", _("Study opened in viewer")
@@ -134,6 +135,7 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     Action.REPORT_PRINTED: DicomEvent("110106", "Export", action_code="R"),
     Action.REPORT_VERIFIED: DicomEvent("110110", "Patient Record", action_code="R"),
     Action.STUDY_IMAGES_COMPLETED: DicomEvent("110110", "Patient Record", action_code="U"),
+    Action.STUDY_MANIFEST_SET: DicomEvent("110110", "Patient Record", action_code="U"),
     Action.STUDY_PUBLISHED: DicomEvent("110110", "Patient Record", action_code="U"),
     Action.STUDY_UNPUBLISHED: DicomEvent("110110", "Patient Record", action_code="U"),
     Action.STUDY_OPENED: DicomEvent("110103", "DICOM Instances Accessed", action_code="R"),

@@ -323,3 +323,124 @@ def _decrypted_pieces(
         piece = plaintext[max(begin - segment_start, 0) : stop - segment_start]
         if piece:
             yield piece
+
+
+# --- Sealed streams: the same segments, for bytes whose length is not known in advance ---------------
+#
+# Staging receives bytes before their length is known (a request body part, a zip entry, a C-STORE
+# data set written as it arrives), so its files cannot use the format above, whose header fixes the
+# length. A sealed stream carries its wrapped data key instead and marks its end with the final flag:
+#
+#     header    magic b"YXS1", version 1, suite id, uint32 segment size, uint16 len(wrapped key),
+#               wrapped key
+#     segments  every one holds ``segment size`` plaintext bytes except the last, which holds 0 to
+#               ``segment size`` bytes and alone carries the final flag
+#
+# The associated data of segment i is the same as above (header || object id || i || final flag), so
+# tampering, reordering and splicing fail as before; a stream cut short at a segment boundary ends in a
+# segment sealed as not final, and one cut inside a segment fails its tag.
+
+STREAM_MAGIC = b"YXS1"
+_STREAM_HEADER = struct.Struct(">4sBBIH")
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """The header of a sealed stream: its suite, segment size and wrapped data key."""
+
+    suite: str
+    segment_size: int
+    wrapped_key: bytes
+
+    def __post_init__(self) -> None:
+        _key_size(self.suite)
+        if not 0 < self.segment_size <= MAX_SEGMENT_SIZE:
+            raise ValueError(f"Segment size must be between 1 and {MAX_SEGMENT_SIZE} bytes, not {self.segment_size}.")
+        if not 0 < len(self.wrapped_key) <= 0xFFFF:
+            raise ValueError("The wrapped key must be between 1 and 65535 bytes.")
+
+    @property
+    def size(self) -> int:
+        return _STREAM_HEADER.size + len(self.wrapped_key)
+
+    def to_bytes(self) -> bytes:
+        fixed = _STREAM_HEADER.pack(
+            STREAM_MAGIC, FORMAT_VERSION, _SUITES[self.suite][0], self.segment_size, len(self.wrapped_key)
+        )
+        return fixed + self.wrapped_key
+
+    @classmethod
+    def read_from(cls, read: Callable[[int, int], bytes]) -> "StreamHeader":
+        """Read a header with ``read(offset, length)``; anything else raises CryptoIntegrityError."""
+        fixed = read(0, _STREAM_HEADER.size)
+        if len(fixed) != _STREAM_HEADER.size:
+            raise CryptoIntegrityError("The stream is truncated inside its header.")
+        magic, version, suite_id, segment_size, key_length = _STREAM_HEADER.unpack(fixed)
+        if magic != STREAM_MAGIC or version != FORMAT_VERSION or suite_id not in _SUITE_BY_ID:
+            raise CryptoIntegrityError("The stream header is not a version 1 sealed stream header.")
+        wrapped_key = read(_STREAM_HEADER.size, key_length)
+        if len(wrapped_key) != key_length:
+            raise CryptoIntegrityError("The stream is truncated inside its header.")
+        try:
+            return cls(suite=_SUITE_BY_ID[suite_id], segment_size=segment_size, wrapped_key=wrapped_key)
+        except ValueError as error:
+            raise CryptoIntegrityError(f"The stream header is invalid: {error}") from None
+
+
+def stream_encrypt(*, chunks: Iterable[bytes], key: bytes, header: StreamHeader, object_id: str) -> Iterator[bytes]:
+    """Seal ``chunks`` of any total length as a sealed stream: the header, then one piece per segment.
+
+    At most one segment and one chunk are held in memory: a full segment is sealed only once a byte
+    after it has arrived, since the last segment must be sealed as final.
+    """
+    header_bytes = header.to_bytes()
+    cipher = _SegmentCipher(suite=header.suite, key=key, object_id=object_id, header_bytes=header_bytes)
+    return _stream_pieces(chunks=chunks, header_bytes=header_bytes, segment_size=header.segment_size, cipher=cipher)
+
+
+def _stream_pieces(
+    *, chunks: Iterable[bytes], header_bytes: bytes, segment_size: int, cipher: _SegmentCipher
+) -> Iterator[bytes]:
+    yield header_bytes
+    buffer = bytearray()
+    index = 0
+    for chunk in chunks:
+        buffer += chunk
+        while len(buffer) > segment_size:
+            yield cipher.seal(index=index, final=False, plaintext=bytes(buffer[:segment_size]))
+            del buffer[:segment_size]
+            index += 1
+    yield cipher.seal(index=index, final=True, plaintext=bytes(buffer))
+
+
+class StreamDecryptor:
+    """Opens the segments of one sealed stream of ``stored_size`` bytes, in any order.
+
+    The layout follows from the stored size; a size no sealed stream can have raises
+    CryptoIntegrityError here, and a stream cut at a segment boundary fails on its last segment.
+    """
+
+    def __init__(self, *, header: StreamHeader, key: bytes, object_id: str, stored_size: int) -> None:
+        if len(key) != _key_size(header.suite):
+            raise CryptoIntegrityError(f"The header names {header.suite}, which this data key does not fit.")
+        self.header = header
+        self._cipher = _SegmentCipher(suite=header.suite, key=key, object_id=object_id, header_bytes=header.to_bytes())
+        body = stored_size - header.size
+        sealed_segment = header.segment_size + TAG_SIZE
+        self.segment_count = max(1, -(-body // sealed_segment))
+        last_sealed = body - (self.segment_count - 1) * sealed_segment
+        if last_sealed < TAG_SIZE:
+            raise CryptoIntegrityError("The stream is truncated inside a segment.")
+        self.plaintext_size = (self.segment_count - 1) * header.segment_size + last_sealed - TAG_SIZE
+
+    def segment_offset(self, index: int) -> int:
+        return self.header.size + index * (self.header.segment_size + TAG_SIZE)
+
+    def segment_sealed_size(self, index: int) -> int:
+        return min(self.header.segment_size, self.plaintext_size - index * self.header.segment_size) + TAG_SIZE
+
+    def open(self, *, index: int, sealed: bytes) -> bytes:
+        """Authenticate and decrypt segment ``index`` (its stored bytes)."""
+        if len(sealed) != self.segment_sealed_size(index):
+            raise CryptoIntegrityError(f"The stream is truncated in segment {index}.")
+        return self._cipher.open(index=index, final=index == self.segment_count - 1, sealed=sealed)

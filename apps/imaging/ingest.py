@@ -15,7 +15,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -23,6 +23,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from apps.imaging import metadata
+from apps.imaging.crypto import CryptoIntegrityError
 from apps.imaging.dicom.parse import DicomRejected, ParsedInstance, parse_part10, parsed_from_header
 from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy, validate_instance
 from apps.imaging.dicom.series_rules import validate_series
@@ -38,7 +39,7 @@ from apps.imaging.models import (
     ValidationRuleSetting,
 )
 from apps.imaging.objectstore import StoredObject, object_delete, object_put
-from apps.imaging.staging import staging_path, staging_remove, staging_write
+from apps.imaging.staging import staging_open, staging_remove, staging_write
 from apps.tenants.context import activate_hospital
 from apps.tenants.models import Hospital
 
@@ -88,7 +89,9 @@ def staged_object_create(
 ) -> StagedObject:
     """Write received bytes durably to staging and record them. Raises StagingTooLarge."""
     public_id = uuid.uuid4()
-    size, sha256 = staging_write(public_id, chunks, max_size=settings.DICOM_MAX_OBJECT_SIZE)
+    size, sha256 = staging_write(
+        public_id, chunks, hospital_key=hospital_key(hospital), max_size=settings.DICOM_MAX_OBJECT_SIZE
+    )
     try:
         return StagedObject.objects.create(
             hospital=hospital,
@@ -109,11 +112,11 @@ def _remove_staging_after_commit(staged: StagedObject) -> None:
     transaction.on_commit(lambda: staging_remove(public_id))
 
 
-def _file_sha256(staged: StagedObject) -> str:
+def _file_sha256(source: BinaryIO) -> str:
     digest = hashlib.sha256()
-    with open(staging_path(staged.public_id), "rb") as handle:
-        while chunk := handle.read(1024 * 1024):
-            digest.update(chunk)
+    source.seek(0)
+    while chunk := source.read(1024 * 1024):
+        digest.update(chunk)
     return digest.hexdigest()
 
 
@@ -535,9 +538,31 @@ def _reject(staged: StagedObject, code: str, message_zh: str, message_en: str) -
 def _process(
     staged: StagedObject, expected_study_uid: str | None, policy: ValidationPolicy, batch: IngestBatch
 ) -> IngestOutcome:
+    try:
+        with staging_open(staged.public_id, hospital_key=hospital_key(staged.hospital)) as source:
+            return _process_source(staged, source, expected_study_uid, policy, batch)
+    except CryptoIntegrityError:
+        # Altered or cut short on disk: no retry can help. Nothing was stored or indexed, since
+        # every read of the staged bytes comes before the object is put and indexed.
+        logger.warning("staged object %s: the staged file failed its integrity check", staged.public_id)
+        return _reject(
+            staged,
+            "STAGING_DAMAGED",
+            "暂存文件未通过完整性校验，请重新上传。",
+            "The staged file failed its integrity check; upload it again.",
+        )
+
+
+def _process_source(
+    staged: StagedObject,
+    source: BinaryIO,
+    expected_study_uid: str | None,
+    policy: ValidationPolicy,
+    batch: IngestBatch,
+) -> IngestOutcome:
     hospital = staged.hospital
     try:
-        parsed = parse_part10(staging_path(staged.public_id))
+        parsed = parse_part10(source)
         findings = validate_instance(parsed, policy=policy)
         patient = _existing_patient(batch, parsed)
         findings += _identity_findings(hospital, parsed, patient)
@@ -557,7 +582,7 @@ def _process(
     identity = {"sop_instance_uid": parsed.sop_instance_uid, "sop_class_uid": parsed.sop_class_uid}
     rejections = [f for f in findings if f.severity == Severity.REJECT]
     stored: StoredObject | None = None
-    sha256 = staged.sha256 or _file_sha256(staged)
+    sha256 = staged.sha256 or _file_sha256(source)
     try:
         if expected_study_uid and parsed.study_instance_uid != expected_study_uid:
             raise _Refused(
@@ -574,8 +599,8 @@ def _process(
             _remove_staging_after_commit(staged)
             return IngestOutcome(staged, findings, parsed)
         study, series = _placement(batch, parsed, patient)
-        with open(staging_path(staged.public_id), "rb") as source:
-            stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size)
+        source.seek(0)
+        stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size)
         # The digest taken while encrypting must be the one taken while staging.
         if stored.sha256 != sha256:
             raise _Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")

@@ -16,6 +16,7 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from apps.imaging.dicom.rules import make_finding
 from apps.imaging.ingest import validation_policy
@@ -43,15 +44,18 @@ def study_manifest_set(
     expected number of instances. ``actor`` is who sends it (a token or user), for the caller's
     audit record. Raises ManifestError for malformed UIDs or counts."""
     if not _valid_uid(study_instance_uid):
-        raise ManifestError("The Study Instance UID is not a valid UID.")
+        raise ManifestError(_("The Study Instance UID is not a valid UID."))
     if not series_counts or len(series_counts) > MAX_SERIES:
-        raise ManifestError(f"A manifest names between 1 and {MAX_SERIES} series.")
+        raise ManifestError(_("A manifest names between 1 and %(limit)d series.") % {"limit": MAX_SERIES})
     counts: dict[str, int] = {}
     for series_uid, count in series_counts.items():
         if not _valid_uid(series_uid):
-            raise ManifestError("A Series Instance UID is not a valid UID.")
+            raise ManifestError(_("A Series Instance UID is not a valid UID."))
         if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= MAX_INSTANCES_PER_SERIES:
-            raise ManifestError(f"Expected instance counts are whole numbers from 1 to {MAX_INSTANCES_PER_SERIES}.")
+            raise ManifestError(
+                _("Expected instance counts are whole numbers from 1 to %(limit)d.")
+                % {"limit": MAX_INSTANCES_PER_SERIES}
+            )
         counts[series_uid] = count
     with transaction.atomic():
         manifest, _created = StudyManifest.objects.update_or_create(

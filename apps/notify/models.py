@@ -10,7 +10,8 @@ class OutboundMessage(TenantOwnedModel):
     """One SMS to a patient, queued in the outbox and sent by ``apps.notify.tasks.send_sms``.
 
     The phone number and the template parameters (which may hold a verification code) are sealed
-    with the hospital's field key; the task is given only the public id.
+    with the hospital's field key, and the parameters are emptied once the message is sent or
+    given up; the task is given only the public id.
     """
 
     class Status(models.TextChoices):

@@ -262,11 +262,11 @@ class TencentSmsProvider:
         document = _post_or_get(request, self.name).get("Response")
         if not isinstance(document, dict):
             raise SmsError("tencent: unexpected answer")
-        if "Error" in document:
-            error = document["Error"] or {}
+        if document.get("Error"):
+            error = document["Error"] if isinstance(document["Error"], dict) else {}
             raise SmsError(f"tencent: {error.get('Code', 'error')} {str(error.get('Message', ''))[:120]}")
-        statuses = document.get("SendStatusSet") or [{}]
-        status = statuses[0] if isinstance(statuses, list) and statuses else {}
+        statuses = document.get("SendStatusSet")
+        status = statuses[0] if isinstance(statuses, list) and statuses and isinstance(statuses[0], dict) else {}
         if str(status.get("Code", "")) != "Ok":
             raise SmsError(f"tencent: {status.get('Code', 'error')} {str(status.get('Message', ''))[:120]}")
         return str(status.get("SerialNo", ""))

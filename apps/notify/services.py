@@ -73,6 +73,7 @@ def message_send(*, message_id: str) -> str:
             final = message.attempts >= MAX_ATTEMPTS
             if final:
                 message.status = OutboundMessage.Status.FAILED
+                message.params_sealed = b""
             message.save()
             audit_record(
                 action=Action.MESSAGE_FAILED,
@@ -89,6 +90,8 @@ def message_send(*, message_id: str) -> str:
         message.status = OutboundMessage.Status.SENT
         message.sent_at = timezone.now()
         message.error = ""
+        # The parameters may hold a short link's raw token or a code: not kept once sent.
+        message.params_sealed = b""
         message.save()
         audit_record(
             action=Action.MESSAGE_SENT,

@@ -12,7 +12,8 @@ class PortalConfig(AppConfig):
 
         signals.study_published.connect(on_study_published, dispatch_uid="portal-study-published")
         signals.published_report_amended.connect(on_report_amended, dispatch_uid="portal-report-amended")
-        from apps.portal.services import share_grant_is_valid
+        from apps.portal.services import patient_grant_is_valid, share_grant_is_valid
         from apps.viewer.grants import register_grant_validator
 
         register_grant_validator("share", share_grant_is_valid)
+        register_grant_validator("patient", patient_grant_is_valid)

@@ -12,17 +12,25 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from apps.audit.services import client_ip
+from apps.audit.services import audit_record, client_ip
+from apps.audit.vocabulary import Action, EntryPoint, Outcome
 from apps.portal.forms import AccessCodeForm
 from apps.portal.models import EntryToken
 from apps.portal.policy import policy_for, service_period_ended
-from apps.portal.security import Limit, throttle_hit, throttle_locked
-from apps.portal.services import entry_token_resolve, share_is_live, share_open, share_resolve, wechat_patient
+from apps.portal.security import Limit, secrets_equal, throttle_hit, throttle_locked
+from apps.portal.services import (
+    entry_token_resolve,
+    share_is_live,
+    share_open,
+    share_resolve,
+    share_study_visible,
+    wechat_patient,
+)
 from apps.portal.verification import CodeRefused, code_issue_for_patient
 from apps.portal.views import CHALLENGE_KEY, WECHAT_OPENID_KEY, challenge_remember, portal_hospital
 from apps.portal.wechat import WeChatError, wechat_enabled, wechat_provider
 from apps.tenants.access import hospital_by_code_or_404
-from apps.tenants.context import activate_hospital
+from apps.tenants.context import activate_hospital, current_hospital
 from apps.viewer.grants import viewer_grant_add, viewer_url
 
 WECHAT_STATE_KEY = "portal_wechat_state"
@@ -32,6 +40,17 @@ TOKEN_GUESS_LIMIT = Limit("ip-token-guesses", 20, 3600, 3600)
 
 def _address(request: HttpRequest) -> str:
     return client_ip(request) or "unknown"
+
+
+def _count_unknown_token(request: HttpRequest) -> None:
+    """Count an unknown token against the address; the request that locks it is audited (in the
+    hospital's chain when the URL named one, else the platform's)."""
+    if not throttle_hit(TOKEN_GUESS_LIMIT, _address(request)):
+        audit_record(
+            action=Action.PATIENT_LOCKED, request=request, hospital=current_hospital(), actor_role="anonymous",
+            entry_point=EntryPoint.PORTAL, outcome=Outcome.SERIOUS_FAILURE,
+            details={"scope": "address", "reason": "token_guessing"},
+        )  # fmt: skip
 
 
 def _guessing(request: HttpRequest) -> HttpResponse | None:
@@ -56,7 +75,7 @@ def _token_entry(request: HttpRequest, raw: str, hospital_code: str | None, kind
     try:
         entry = entry_token_resolve(raw=raw, hospital=hospital_in_url, kind=kind)
     except Http404:
-        throttle_hit(TOKEN_GUESS_LIMIT, _address(request))
+        _count_unknown_token(request)
         raise
     hospital = entry.hospital
     activate_hospital(hospital)
@@ -95,8 +114,11 @@ def share_entry(request: HttpRequest, hospital_code: str, token: str) -> HttpRes
     try:
         share = share_resolve(raw=token, hospital=hospital)
     except Http404:
-        throttle_hit(TOKEN_GUESS_LIMIT, _address(request))
+        _count_unknown_token(request)
         raise
+    if not share_study_visible(share):
+        # Withdrawn by the hospital: the patient no longer sees it either; as for an unknown link.
+        raise Http404
     if not share_is_live(share):
         return render(
             request,
@@ -155,7 +177,7 @@ def wechat_callback(request: HttpRequest, hospital_code: str) -> HttpResponse:
     hospital = portal_hospital(request, hospital_code)
     expected = request.session.pop(WECHAT_STATE_KEY, None)
     state, code = request.GET.get("state", ""), request.GET.get("code", "")
-    if not wechat_enabled() or not expected or not code or not secrets.compare_digest(str(expected), state):
+    if not wechat_enabled() or not expected or not code or not secrets_equal(str(expected), state):
         return render(
             request,
             "portal/message.html",

@@ -52,8 +52,9 @@ def codes_match(expected_hash: str, challenge_id: str, code: str) -> bool:
 
 
 def ascii_folded(raw: str) -> str:
-    """NFKC-folded: the full-width digits and letters of a Chinese keyboard (``１３８``, ``Ｘ``)
-    become ASCII, so what a patient types compares with what the hospital holds."""
+    """NFKC-folded: the full-width digits and letters of a Chinese keyboard (U+FF10 to U+FF19,
+    U+FF38 for the X of an ID number) become ASCII, so what a patient types compares with what the
+    hospital holds."""
     return unicodedata.normalize("NFKC", raw)
 
 
@@ -132,6 +133,11 @@ def phone_limits() -> tuple[Limit, Limit]:
         Limit("phone-codes", settings.PORTAL_CODES_PER_PHONE_PER_HOUR, 3600),
         Limit("phone-failures", settings.PORTAL_FAILURES_BEFORE_LOCK, 3600, settings.PORTAL_LOCKOUT_SECONDS),
     )
+
+
+def phone_daily_limit() -> Limit:
+    """Codes sent to one phone per day, so the hourly limit cannot add up to a stream of SMS."""
+    return Limit("phone-codes-day", getattr(settings, "PORTAL_CODES_PER_PHONE_PER_DAY", 10), 24 * 3600)
 
 
 def ip_limits() -> tuple[Limit, Limit]:

@@ -4,7 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import transaction
 from django.http import Http404, HttpRequest
 from django.urls import reverse
@@ -16,6 +16,7 @@ from apps.audit.vocabulary import Action, EntryPoint, Outcome
 from apps.imaging.keys import blind_index, field_seal
 from apps.imaging.models import Patient, Study
 from apps.portal.models import EntryToken, Share, WeChatBinding
+from apps.portal.policy import policy_for, service_period_ended
 from apps.portal.security import (
     code_hash,
     codes_match,
@@ -172,19 +173,62 @@ def _share_audit(action: Action, *, request: HttpRequest | None, share: Share, o
     )
 
 
+def _publication_state(study: Study) -> tuple[bool, bool]:
+    """(published and visible now, withdrawn) from the study's publication row, which callers
+    load with ``select_related`` so the viewer's per-request checks stay one query."""
+    try:
+        publication = study.publication  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return False, False
+    return bool(publication.is_visible), publication.withdrawn_at is not None
+
+
+def share_study_visible(share: Share) -> bool:
+    """The shared study is still published to its patient (not withdrawn by the hospital)."""
+    return _publication_state(share.study)[0]
+
+
 def share_grant_is_valid(hospital: Hospital, grant: dict[str, Any]) -> bool:
     """The viewer's validator for "share" grants: the share still exists, is not revoked and has
-    not expired, checked on every viewer request so a revocation takes effect at once."""
+    not expired, and its study is still published and within its service period; checked on
+    every viewer request so a revocation, a withdrawal or the end of the period acts at once."""
     share_id = grant.get("share")
     if not share_id:
         return False
     # The viewer asks before it activates the hospital; the share is read in its own context.
     with hospital_context(hospital):
         try:
-            share = Share.objects.for_hospital(hospital).filter(public_id=share_id).first()
+            share = (
+                Share.objects.for_hospital(hospital)
+                .select_related("study__publication")
+                .filter(public_id=share_id)
+                .first()
+            )
         except ValidationError:
             return False
-        return share is not None and share_is_live(share) and str(share.study.public_id) == grant.get("study")
+        return (
+            share is not None
+            and share_is_live(share)
+            and str(share.study.public_id) == grant.get("study")
+            and share_study_visible(share)
+            and not service_period_ended(share.study, policy_for(hospital), timezone.localdate())
+        )
+
+
+def patient_grant_is_valid(hospital: Hospital, grant: dict[str, Any]) -> bool:
+    """The viewer's validator for "patient" grants, which the portal gives a published study
+    for the rest of a (short) portal session: refused once the hospital withdraws the study."""
+    with hospital_context(hospital):
+        try:
+            study = (
+                Study.objects.for_hospital(hospital)
+                .select_related("publication")
+                .filter(public_id=str(grant.get("study")))
+                .first()
+            )
+        except ValidationError:
+            return False
+        return study is not None and not _publication_state(study)[1]
 
 
 def wechat_patient(*, hospital: Hospital, openid: str) -> Patient | None:

@@ -5,7 +5,6 @@ the identity check) matches a patient: a code row is written either way, but onl
 gets a real code and an SMS. Every issue, try, success, failure and lock is audited.
 """
 
-import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -14,6 +13,7 @@ from django.db import transaction
 from django.http import HttpRequest
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.audit.services import audit_record, client_ip
 from apps.audit.vocabulary import Action, EntryPoint, Outcome
@@ -23,13 +23,16 @@ from apps.notify.services import message_enqueue
 from apps.portal.models import PatientAccessPolicy, VerificationCode
 from apps.portal.policy import policy_for
 from apps.portal.security import (
+    ascii_folded,
     code_hash,
     codes_match,
     ip_limits,
     new_code,
     normalize_phone,
+    phone_daily_limit,
     phone_key,
     phone_limits,
+    secrets_equal,
     throttle_hit,
     throttle_locked,
     token_limit,
@@ -66,35 +69,53 @@ def _audit(action: Action, *, request: HttpRequest | None, hospital: Hospital, o
 
 
 def _identity_matches(hospital: Hospital, patient: Patient, policy: PatientAccessPolicy, answer: str) -> bool:
-    answer = "".join(answer.split()).upper()
+    answer = "".join(ascii_folded(answer).split()).upper()
     if not answer:
         return False
     if policy.identity_check == PatientAccessPolicy.IdentityCheck.BIRTH_DATE:
         expected = field_unseal(hospital, patient.birth_date_sealed, field="birth")
-        return bool(expected) and secrets.compare_digest(expected.replace("-", ""), answer.replace("-", ""))
+        return bool(expected) and secrets_equal(expected.replace("-", ""), answer.replace("-", ""))
     expected = field_unseal(hospital, patient.id_number_sealed, field="id_number").upper()
-    return len(expected) >= 4 and secrets.compare_digest(expected[-4:], answer[-4:]) and len(answer) == 4
+    return len(expected) >= 4 and secrets_equal(expected[-4:], answer[-4:]) and len(answer) == 4
 
 
 def patient_phone(hospital: Hospital, patient: Patient) -> str:
     return normalize_phone(field_unseal(hospital, patient.phone_sealed, field="phone"))
 
 
-def _check_issue_limits(*, hospital: Hospital, request: HttpRequest, phone_value: str, token: str = "") -> None:
-    """Raise CodeRefused when the phone is locked or a per-phone, per-address or per-token
-    limit is exceeded. The counts are kept whether or not a patient has that phone."""
+LOCKED_MESSAGE = gettext_lazy("Too many wrong codes. Sign-in is locked for a while; please try again later.")
+
+
+def _check_issue_limits(
+    *, hospital: Hospital, request: HttpRequest, phone_value: str, token: str = "", entry_point: str,
+    object_type: str = "", object_id: str = "",
+) -> None:  # fmt: skip
+    """Raise CodeRefused when the phone or the address is locked or a per-phone, per-address or
+    per-token limit is exceeded. The counts are kept whether or not a patient has that phone.
+    Every refusal is audited, so a lock-out (even one caused by someone else) leaves a trace."""
     codes_per_phone, failures_per_phone = phone_limits()
-    codes_per_ip, _failures_per_ip = ip_limits()
-    busy = _("Too many requests. Please wait a while and try again.")
-    if throttle_locked(failures_per_phone.scope, phone_value):
-        raise CodeRefused(_("Too many wrong codes. Sign-in is locked for a while; please try again later."))
+    codes_per_ip, failures_per_ip = ip_limits()
     address = client_ip(request) or "unknown"
-    if not throttle_hit(codes_per_ip, address):
-        raise CodeRefused(busy)
-    if token and not throttle_hit(token_limit(), token):
-        raise CodeRefused(busy)
-    if not throttle_hit(codes_per_phone, phone_value):
-        raise CodeRefused(busy)
+    reason = ""
+    if throttle_locked(failures_per_phone.scope, phone_value):
+        reason = "phone_locked"
+    elif throttle_locked(failures_per_ip.scope, address):
+        reason = "address_locked"
+    elif not throttle_hit(codes_per_ip, address):
+        reason = "address_limit"
+    elif token and not throttle_hit(token_limit(), token):
+        reason = "token_limit"
+    elif not throttle_hit(codes_per_phone, phone_value):
+        reason = "phone_limit"
+    elif not throttle_hit(phone_daily_limit(), phone_value):
+        reason = "phone_daily_limit"
+    if not reason:
+        return
+    _audit(Action.CODE_ISSUED, request=request, hospital=hospital, outcome=Outcome.MINOR_FAILURE,
+           object_type=object_type, object_id=object_id, details={"entry": entry_point, "refused": reason})  # fmt: skip
+    if reason.endswith("_locked"):
+        raise CodeRefused(str(LOCKED_MESSAGE))
+    raise CodeRefused(_("Too many requests. Please wait a while and try again."))
 
 
 def _create_code(
@@ -136,7 +157,7 @@ def code_issue_for_login(
     normalized = normalize_phone(phone)
     key = phone_key(hospital, normalized or phone.strip())
     # Counted outside the block below, so a refusal keeps its count.
-    _check_issue_limits(hospital=hospital, request=request, phone_value=key)
+    _check_issue_limits(hospital=hospital, request=request, phone_value=key, entry_point=entry_point)
     with transaction.atomic():
         match: Patient | None = None
         if normalized:
@@ -173,7 +194,10 @@ def code_issue_for_patient(
     policy = policy_for(hospital)
     phone = patient_phone(hospital, patient)
     key = phone_key(hospital, phone) if phone else phone_key(hospital, f"none:{patient.public_id}")
-    _check_issue_limits(hospital=hospital, request=request, phone_value=key, token=token)
+    _check_issue_limits(
+        hospital=hospital, request=request, phone_value=key, token=token, entry_point=entry_point,
+        object_type="study" if study else "patient", object_id=str(study.public_id if study else patient.public_id),
+    )  # fmt: skip
     with transaction.atomic():
         challenge, code = _create_code(
             hospital=hospital, policy=policy, patient=patient if phone else None, study=study, key=key,
@@ -195,11 +219,12 @@ def code_issue_for_patient(
 
 def code_verify(*, request: HttpRequest, hospital: Hospital, challenge_id: str, code: str) -> VerifyResult:
     """Check a code against its challenge: wrong, expired, reused and over-tried codes are
-    refused with a clear message; repeated failures lock the phone (audited) so no more codes
-    are sent to it."""
+    refused with a clear message; repeated failures lock the phone, and the address they come
+    from (audited), so no more codes are sent to it or accepted from there for a while."""
     _codes_per_phone, failures_per_phone = phone_limits()
     _codes_per_ip, failures_per_ip = ip_limits()
-    code = "".join(code.split())
+    code = "".join(ascii_folded(code).split())
+    address = client_ip(request) or "unknown"
     with transaction.atomic():
         challenge = (
             VerificationCode.objects.for_hospital(hospital)
@@ -218,7 +243,9 @@ def code_verify(*, request: HttpRequest, hospital: Hospital, challenge_id: str, 
             return VerifyResult(None, None, message)
 
         if throttle_locked(failures_per_phone.scope, challenge.phone_key):
-            return refuse("locked", _("Too many wrong codes. Sign-in is locked for a while; please try again later."))
+            return refuse("locked", str(LOCKED_MESSAGE))
+        if throttle_locked(failures_per_ip.scope, address):
+            return refuse("address_locked", str(LOCKED_MESSAGE))
         if challenge.used_at is not None:
             return refuse("reused", _("This code has already been used. Please request a new one."))
         if challenge.expires_at <= timezone.now():
@@ -228,18 +255,15 @@ def code_verify(*, request: HttpRequest, hospital: Hospital, challenge_id: str, 
         challenge.attempts += 1
         if not (len(code) == 6 and code.isdigit() and codes_match(challenge.code_hash, str(challenge.public_id), code)):
             challenge.save(update_fields=["attempts"])
-            address = client_ip(request) or "unknown"
             phone_ok = throttle_hit(failures_per_phone, challenge.phone_key)
-            throttle_hit(failures_per_ip, address)
+            address_ok = throttle_hit(failures_per_ip, address)
             result = refuse("wrong", _("The code is not right. Please check it and try again."))
-            if not phone_ok:
+            if not (phone_ok and address_ok):
                 _audit(Action.PATIENT_LOCKED, request=request, hospital=hospital, outcome=Outcome.SERIOUS_FAILURE,
-                       object_type="patient" if challenge.patient else "",
-                       object_id=str(challenge.patient.public_id) if challenge.patient else "",
-                       details=details)  # fmt: skip
-                result = VerifyResult(
-                    None, None, _("Too many wrong codes. Sign-in is locked for a while; please try again later.")
-                )
+                       object_type="patient" if challenge.patient and not phone_ok else "",
+                       object_id=str(challenge.patient.public_id) if challenge.patient and not phone_ok else "",
+                       details={**details, "scope": "phone" if not phone_ok else "address"})  # fmt: skip
+                result = VerifyResult(None, None, str(LOCKED_MESSAGE))
             return result
         challenge.used_at = timezone.now()
         challenge.save(update_fields=["attempts", "used_at"])

@@ -48,14 +48,10 @@ class PrintedReport:
         return str(dict(Patient.Sex.choices).get(code, code)) if code else ""
 
 
-def verification_url(version: ReportVersion, request: HttpRequest | None = None) -> str:
-    """The absolute URL the QR code carries: from the request when there is one, else from
-    the ``SITE_URL`` setting (default ``http://127.0.0.1:8000``)."""
-    path = verification_path(version)
-    if request is not None:
-        return request.build_absolute_uri(path)
-    base = str(getattr(settings, "SITE_URL", "") or "http://127.0.0.1:8000").rstrip("/")
-    return f"{base}{path}"
+def verification_url(version: ReportVersion) -> str:
+    """The absolute URL the QR code carries, on ``PORTAL_PUBLIC_ORIGIN`` (the origin patients and
+    anyone holding the printout reach, whichever screen printed it)."""
+    return f"{str(settings.PORTAL_PUBLIC_ORIGIN).rstrip('/')}{verification_path(version)}"
 
 
 def _patient(version: ReportVersion) -> PatientIdentity | None:
@@ -66,9 +62,9 @@ def _patient(version: ReportVersion) -> PatientIdentity | None:
         return None
 
 
-def printed_report(*, version: ReportVersion, request: HttpRequest | None = None) -> PrintedReport:
+def printed_report(*, version: ReportVersion) -> PrintedReport:
     """Everything the print template shows. Call inside the version's hospital context."""
-    url = verification_url(version, request)
+    url = verification_url(version)
     return PrintedReport(
         version=version,
         patient=_patient(version),
@@ -98,12 +94,12 @@ def _weasyprint() -> Any:
     return weasyprint
 
 
-def report_pdf_bytes(*, version: ReportVersion, request: HttpRequest | None = None) -> bytes:
+def report_pdf_bytes(*, version: ReportVersion) -> bytes:
     """The printed report of ``version`` as a PDF (A4, Chinese text with embedded Noto CJK fonts,
     a QR code to the verification page). Call inside the version's hospital context; the caller
     audits the print (REPORT_PRINTED)."""
     weasyprint = _weasyprint()
-    html = print_html(printed=printed_report(version=version, request=request), for_pdf=True)
+    html = print_html(printed=printed_report(version=version), for_pdf=True)
     stylesheet = weasyprint.CSS(filename=finders.find(PRINT_CSS))
     pdf: bytes = weasyprint.HTML(string=html).write_pdf(stylesheets=[stylesheet])
     return pdf

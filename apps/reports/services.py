@@ -19,7 +19,7 @@ from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
 from apps.imaging.models import Study
 from apps.reports.models import Report, ReportVersion
-from apps.reports.publication import publication_refresh
+from apps.reports.publication import publication_refresh, study_unpublish
 from apps.reports.signing import (
     CONTENT_FIELDS,
     TEXT_FIELDS,
@@ -317,9 +317,6 @@ def report_enter_in_error(
                           reason=reason.strip(), signed=True)  # fmt: skip
         _audit(Action.REPORT_ENTERED_IN_ERROR, version=version, actor=actor, before=base.content_sha256,
                request=request, entry_point=entry_point)  # fmt: skip
-        # Imported here: publication imports this module's models and services.
-        from apps.reports.publication import study_unpublish
-
         study_unpublish(actor=actor, study=report.study, reason=reason.strip(), request=request,
                         entry_point=entry_point)  # fmt: skip
     return version

@@ -272,7 +272,7 @@ def _print_version(request: HttpRequest, study_id: UUID) -> ReportVersion:
 def print_page(request: HttpRequest, study_id: UUID) -> HttpResponse:
     _require_reader(request)
     version = _print_version(request, study_id)
-    html = print_html(printed=printed_report(version=version, request=request), for_pdf=False, request=request)
+    html = print_html(printed=printed_report(version=version), for_pdf=False, request=request)
     _audit(request, Action.REPORT_PRINTED, object_type="report", object_id=str(version.report.public_id),
            version=version.number, format="html")  # fmt: skip
     return HttpResponse(html)
@@ -284,7 +284,7 @@ def print_pdf(request: HttpRequest, study_id: UUID) -> HttpResponse:
     _require_reader(request)
     version = _print_version(request, study_id)
     try:
-        pdf = report_pdf_bytes(version=version, request=request)
+        pdf = report_pdf_bytes(version=version)
     except PdfUnavailable as unavailable:
         return HttpResponse(str(unavailable), status=503, content_type="text/plain; charset=utf-8")
     _audit(request, Action.REPORT_PRINTED, object_type="report", object_id=str(version.report.public_id),

@@ -37,13 +37,13 @@ def instances_access_audit(request: HttpRequest, access: ViewerAccess, series: S
     The session remembers which series were recorded, so the frame requests of a stack (hundreds)
     write one event, not one each.
     """
-    key = f"{access.study.public_id}/{series.public_id}"
+    key = f"{access.study_public_id}/{series.public_id}"
     audited = request.session.get(AUDITED_SERIES_KEY, [])
     if key in audited:
         return
     audit_record(
         action=Action.INSTANCES_ACCESSED, request=request, hospital=access.hospital,
-        entry_point=_entry_point(access), object_type="study", object_id=str(access.study.public_id),
+        entry_point=_entry_point(access), object_type="study", object_id=access.study_public_id,
         details=_details(access, series=str(series.public_id), instances=count, retrieve="viewer"),
     )  # fmt: skip
     request.session[AUDITED_SERIES_KEY] = [*audited, key]

@@ -61,14 +61,18 @@ def viewer_data(view: ViewerView) -> ViewerView:
 
 
 def _series_of(access: ViewerAccess, series_id: str) -> Series:
-    return get_for_hospital_or_404(Series.objects.all(), access.hospital, public_id=series_id, study=access.study)
+    """A series of the granted study; 404 if absent or elsewhere (the study is checked by the join)."""
+    return get_for_hospital_or_404(
+        Series.objects.all(), access.hospital, public_id=series_id, study__public_id=access.study_public_id
+    )
 
 
 def _instance_of(access: ViewerAccess, series_id: str, instance_id: str) -> Instance:
-    """One image of the granted study, with its series, in one query; 404 if absent or elsewhere."""
+    """One image of the granted study, with its series, in one query that checks the study too; 404
+    if absent or elsewhere."""
     return get_for_hospital_or_404(
         Instance.objects.select_related("series"), access.hospital,
-        public_id=instance_id, series__public_id=series_id, series__study=access.study,
+        public_id=instance_id, series__public_id=series_id, series__study__public_id=access.study_public_id,
     )  # fmt: skip
 
 
@@ -114,9 +118,7 @@ def series_metadata(request: HttpRequest, access: ViewerAccess, series_id: str) 
     if not instances:
         raise Http404
     instances_access_audit(request, access, series, len(instances))
-    base = reverse(
-        "viewer:study", kwargs={"hospital_code": access.hospital.code, "study_id": str(access.study.public_id)}
-    )
+    base = reverse("viewer:study", kwargs={"hospital_code": access.hospital.code, "study_id": access.study_public_id})
 
     def instance_url(instance: Instance) -> str:
         return f"{base}series/{series.public_id}/instances/{instance.public_id}"

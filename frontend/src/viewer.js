@@ -123,6 +123,27 @@ function personName(doc, tag) {
   return value.Ideographic || value.Alphabetic || "";
 }
 
+const metadataRequests = new Map(); // series id -> promise of its DICOM JSON documents
+
+async function metadataRequest(series) {
+  const response = await fetch(series.metadataUrl, { credentials: "same-origin", cache: "no-store" });
+  if (response.status === 401 || response.status === 404) throw new ViewerError(S.sessionExpired, "expired");
+  if (!response.ok) throw new ViewerError(S.seriesFailed, "load");
+  return response.json();
+}
+
+// The series' metadata, fetched once. Called for the first series as soon as the script runs, so
+// that the request overlaps Cornerstone's start-up instead of following it.
+function metadataFetch(series) {
+  let request = metadataRequests.get(series.id);
+  if (!request) {
+    request = metadataRequest(series);
+    request.catch(() => {}); // reported by seriesLoad, which awaits it
+    metadataRequests.set(series.id, request);
+  }
+  return request;
+}
+
 async function seriesLoad(series) {
   const known = seriesState.get(series.id);
   if (known) return known;
@@ -130,10 +151,12 @@ async function seriesLoad(series) {
     const mb = (bytes) => Math.round(bytes / 1048576);
     throw new ViewerError(format(S.tooLarge, { size: mb(series.largestBytes), limit: mb(config.maxInstanceBytes) }), "tooLarge");
   }
-  const response = await fetch(series.metadataUrl, { credentials: "same-origin", cache: "no-store" });
-  if (response.status === 401 || response.status === 404) throw new ViewerError(S.sessionExpired, "expired");
-  if (!response.ok) throw new ViewerError(S.seriesFailed, "load");
-  const docs = await response.json();
+  let docs;
+  try {
+    docs = await metadataFetch(series);
+  } finally {
+    metadataRequests.delete(series.id); // a failed request is tried again next time; a good one is kept in seriesState
+  }
   const imageIds = [];
   let colour = false;
   for (const doc of docs) {
@@ -357,8 +380,10 @@ async function seriesShow(series, index = selected) {
   const viewport = engine.getViewport(entry.id);
   const middle = 0;
   try {
-    // Load the first image on its own, so that a failure to fetch or decode it is reported here.
+    // Load the first image on its own, so that a failure to fetch or decode it is reported here;
+    // then fetch the rest of the stack while the first is drawn.
     await cs.imageLoader.loadAndCacheImage(state.imageIds[middle]);
+    prefetch(state.imageIds);
     await viewport.setStack(state.imageIds, middle);
   } catch (error) {
     const viewerError = reportError(error, state.imageIds[middle]);
@@ -375,7 +400,6 @@ async function seriesShow(series, index = selected) {
   entry.element.addEventListener(Events.CAMERA_MODIFIED, () => overlayUpdate(entry));
   overlayUpdate(entry);
   if (state.imageIds.length === 1) noticeShow(entry, S.singleImage);
-  prefetch(state.imageIds);
 }
 
 function scrollSync(sourceIndex) {
@@ -790,4 +814,5 @@ async function start() {
   await seriesShow(config.series[0], 0);
 }
 
+if (config.series.length && config.series[0].largestBytes <= config.maxInstanceBytes) metadataFetch(config.series[0]);
 start().catch((error) => reportError(error));

@@ -55,6 +55,7 @@ def test_provider_failure_is_retried_then_recorded_failed(world, settings, djang
     assert row.status == OutboundMessage.Status.FAILED and row.attempts == 3
     assert "isv.MOBILE_NUMBER_ILLEGAL" in row.error and PHONE not in row.error
     assert [action for action, _details in events] == [Action.MESSAGE_FAILED] * 3
+    assert bytes(row.params_sealed) == b""  # given up: nothing left to send
     assert len(state.received) == 3
 
 
@@ -89,3 +90,19 @@ def test_a_real_worker_sends_the_queued_message(world, redis_worker):
         time.sleep(0.2)
     assert status == "sent"
     assert ConsoleProvider.outbox[-1].params == {"code": "112233"}
+
+
+@pytest.mark.django_db
+def test_a_sent_message_forgets_its_parameters(world, django_capture_on_commit_callbacks):
+    """A short link's raw token (kept only as a hash by the portal) and a code are not kept at
+    rest, even sealed, once the message is out."""
+    hospital = world.first.hospital
+    with django_capture_on_commit_callbacks(execute=True):
+        with hospital_context(hospital):
+            message = message_enqueue(
+                hospital=hospital, phone=PHONE, template="study_published", params={"link": "https://x/s/secret"}
+            )
+    with hospital_context(hospital):
+        row = OutboundMessage.objects.get(pk=message.pk)
+    assert row.status == OutboundMessage.Status.SENT
+    assert bytes(row.params_sealed) == b""

@@ -86,3 +86,24 @@ def test_console_provider_masks_the_phone_in_its_log(caplog):
     assert "138****8000" in caplog.text and "13800138000" not in caplog.text
     assert "246810" in caplog.text
     assert ConsoleProvider.outbox[-1].masked_phone == mask_phone("13800138000") == "138****8000"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {"Response": {"Error": "AuthFailure"}},
+        {"Response": {"SendStatusSet": ["Ok"]}},
+        {"Response": {"SendStatusSet": None}},
+    ],
+)
+def test_tencent_answer_of_an_odd_shape_is_a_clear_error(monkeypatch, settings, answer):
+    """A malformed answer is an SmsError (recorded, retried), not an exception that would leave
+    the message queued forever with no trace."""
+    import apps.notify.providers as providers
+
+    settings.SMS_TENCENT_ENDPOINT = "http://127.0.0.1:9/"
+    settings.SMS_TENCENT_SECRET_ID, settings.SMS_TENCENT_SECRET_KEY = "a", "b"
+    settings.SMS_TENCENT_APP_ID, settings.SMS_SIGN_NAME = "1", "x"
+    monkeypatch.setattr(providers, "_post_or_get", lambda request, provider: answer)
+    with pytest.raises(SmsError, match=r"^tencent: "):
+        TencentSmsProvider().send("13800138000", "1", {"code": "1"})

@@ -21,6 +21,9 @@ from tests.portal.conftest import PHONE, last_code, sms_to
 
 pytestmark = pytest.mark.django_db
 
+# What a Chinese keyboard in full-width mode types for 0-9.
+FULL_WIDTH = str.maketrans("0123456789", "".join(chr(0xFF10 + digit) for digit in range(10)))
+
 
 def _verify(client, code, hospital_code="first"):
     return client.post(reverse("portal:verify", args=[hospital_code]), {"code": code})
@@ -36,7 +39,9 @@ def _events(hospital, action) -> list[AuditEvent]:
 
 
 @pytest.mark.parametrize("check", ["id_last4", "birth_date"])
-@pytest.mark.parametrize("answer", ["王小明王", "１２３４", "1990-01-0１", "é234"])
+@pytest.mark.parametrize(
+    "answer", ["王小明王", "9999".translate(FULL_WIDTH), "1990-01-02".translate(FULL_WIDTH), "é234"]
+)
 def test_non_ascii_identity_answer_is_a_wrong_answer_not_a_500(client, world, patient, request_code, check, answer):
     with hospital_context(world.first.hospital):
         PatientAccessPolicy.objects.create(hospital=world.first.hospital, identity_check=check)
@@ -47,10 +52,9 @@ def test_non_ascii_identity_answer_is_a_wrong_answer_not_a_500(client, world, pa
 
 
 def test_full_width_digits_from_a_chinese_keyboard_are_understood(client, world, patient, request_code):
-    full_width = str.maketrans("0123456789", "０１２３４５６７８９")
-    assert request_code(phone=PHONE.translate(full_width)).status_code == 302
+    assert request_code(phone=PHONE.translate(FULL_WIDTH), identity="1234".translate(FULL_WIDTH)).status_code == 302
     code = last_code(PHONE)
-    response = _verify(client, code.translate(full_width))
+    response = _verify(client, code.translate(FULL_WIDTH))
     assert response.status_code == 302
     assert response["Location"] == reverse("portal:home", args=["first"])
 
@@ -104,7 +108,7 @@ def test_refused_code_requests_are_audited(world, patient, request_code, setting
     assert request_code().status_code == 429
     issued = _events(world.first.hospital, Action.CODE_ISSUED)
     assert len(issued) == 2
-    assert issued[-1].outcome != 0 and issued[-1].details.get("refused") == "rate_limit"
+    assert issued[-1].outcome != 0 and issued[-1].details.get("refused") == "phone_limit"
     assert PHONE not in str(issued[-1].details)
 
 
@@ -121,8 +125,9 @@ def test_share_of_a_withdrawn_study_stops_working(client, world, patient, study)
     with hospital_context(hospital):
         study_unpublish(actor=world.first["reporting_doctor"], study=study, reason="报告录入错误")
     assert share_grant_is_valid(hospital, grant) is False
+    # As for an unknown link (the patient no longer sees the study either).
     response = client.post(reverse("portal:share_open", args=["first", raw]), {"access_code": access_code})
-    assert response.status_code == 410
+    assert response.status_code == 404
     assert "viewer_grants" not in client.session
 
 
@@ -131,7 +136,9 @@ def test_share_grant_ends_with_the_service_period(world, patient, make_published
     day = date.today()
     study = make_published_study(patient, study_date=day.replace(year=day.year - 15) + timedelta(days=1))
     with hospital_context(hospital):
-        share, _raw, _code = share_create(request=None, hospital=hospital, patient=patient.patient, study=study, hours=72)
+        share, _raw, _code = share_create(
+            request=None, hospital=hospital, patient=patient.patient, study=study, hours=72
+        )
     grant = {"hospital": "first", "study": str(study.public_id), "mode": "share", "share": str(share.public_id)}
     assert share_grant_is_valid(hospital, grant) is True
     with hospital_context(hospital):
@@ -149,3 +156,92 @@ def test_patient_viewer_grant_ends_when_the_study_is_withdrawn(client, world, pa
     with hospital_context(world.first.hospital):
         study_unpublish(actor=world.first["reporting_doctor"], study=study, reason="报告录入错误")
     assert client.get(viewer_url(study)).status_code == 404
+
+
+def test_sign_in_gives_a_new_session_key(client, world, patient, request_code):
+    """Session fixation: a key known before the code was entered is worthless after."""
+    request_code()
+    before = client.session.session_key
+    assert _verify(client, last_code(PHONE)).status_code == 302
+    assert client.session.session_key != before
+    fixed = Client()
+    fixed.cookies["sessionid"] = before
+    assert fixed.get(reverse("portal:home", args=["first"])).status_code == 302
+
+
+def test_patient_session_ends_after_its_lifetime(client, world, patient, study, sign_in_patient):
+    sign_in_patient(patient)
+    assert client.get(reverse("portal:home", args=["first"])).status_code == 200
+    session = client.session
+    session["portal_patient"] = {**session["portal_patient"], "expires": int(timezone.now().timestamp()) - 1}
+    session.save()
+    assert client.get(reverse("portal:home", args=["first"])).status_code == 302
+    assert client.get(reverse("portal:study", args=["first", study.public_id])).status_code == 302
+
+
+ODD_VALUES = ["", "x" * 5000, "\x00", "123".translate(FULL_WIDTH), "<script>", "../../", "%ff", "9" * 40]
+
+
+def _odd_requests(hospital_code: str, study_id: str) -> list[tuple[str, str, dict[str, str]]]:
+    paths = [
+        "/portal/", f"/portal/{hospital_code}/", f"/portal/{hospital_code}/login/",
+        f"/portal/{hospital_code}/verify/",
+        f"/portal/{hospital_code}/q/{'a' * 30}/", f"/portal/{hospital_code}/share/{'a' * 30}/",
+        f"/portal/{hospital_code}/wechat/callback/", f"/portal/{hospital_code}/studies/{study_id}/",
+        f"/portal/{hospital_code}/studies/{study_id}/view/", f"/portal/{hospital_code}/studies/{study_id}/download/",
+        f"/portal/{hospital_code}/studies/{study_id}/share/", f"/portal/{hospital_code}/download/{'a' * 40}/",
+        f"/portal/{hospital_code}/shares/", f"/portal/{hospital_code}/history/", "/s/" + "a" * 30,
+        "/portal/%00/", "/portal/%ff/login/",
+        f"/portal/{hospital_code}/logout/",  # last: it ends the session
+    ]  # fmt: skip
+    fields = ["h", "phone", "identity", "code", "hours", "access_code", "state"]
+    requests = []
+    for path in paths:
+        for value in ODD_VALUES:
+            data = dict.fromkeys(fields, value)
+            requests += [("get", path, data), ("post", path, data)]
+        requests += [("put", path, {}), ("delete", path, {})]
+    return requests
+
+
+def test_odd_input_on_every_portal_page_is_never_a_500(world, patient, study, sign_in_patient, settings):
+    settings.PORTAL_CODES_PER_IP_PER_HOUR = 10_000
+    settings.PORTAL_CODES_PER_PHONE_PER_HOUR = 10_000
+    anonymous, signed_in = Client(), sign_in_patient(patient, on=Client())
+    for browser in (anonymous, signed_in):
+        statuses = set()
+        for method, path, data in _odd_requests("first", str(study.public_id)):
+            response = getattr(browser, method)(path, data)
+            assert response.status_code < 500, (method, path, data)
+            statuses.add(response.status_code)
+        assert 200 in statuses and 404 in statuses
+        # Raw bytes that are not UTF-8.
+        response = browser.post(
+            "/portal/first/login/", b"phone=%ff%fe&identity=\xff\xfe", content_type="application/x-www-form-urlencoded"
+        )
+        assert response.status_code < 500
+
+
+def test_a_phone_gets_at_most_ten_codes_a_day(world, patient, request_code):
+    """The hourly limit alone would let a found exam slip send 120 codes a day to the patient."""
+    from apps.portal.models import Throttle
+
+    statuses = []
+    for _hour in range(3):
+        statuses += [request_code().status_code for _ in range(5)]
+        Throttle.objects.update(window_started_at=timezone.now() - timedelta(hours=1, minutes=1))
+    assert statuses == [302] * 10 + [429] * 5
+    assert len(sms_to(PHONE)) == 10
+
+
+def test_an_address_locked_for_guessing_tokens_is_audited(client, world):
+    from apps.tenants.context import platform_scope
+
+    for _ in range(21):
+        assert client.get(reverse("short_link", args=["g" * 32])).status_code == 404
+    assert client.get(reverse("short_link", args=["g" * 32])).status_code == 429
+    with platform_scope("audit"):
+        locks = list(AuditEvent.objects.filter(action=Action.PATIENT_LOCKED))
+    assert len(locks) == 1
+    assert locks[0].details == {"scope": "address", "reason": "token_guessing"}
+    assert locks[0].ip_address == "127.0.0.1"

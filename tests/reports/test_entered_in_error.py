@@ -44,10 +44,14 @@ def test_entered_in_error_appends_a_signed_version_and_keeps_the_others(world, f
 
 
 def test_entered_in_error_withdraws_the_study(world, final_report):
+    from apps.reports.publication import study_images_mark_complete
+
     with hospital_context(world.first.hospital):
+        published = study_images_mark_complete(actor=world.first["technologist"], study=final_report.study)
+        assert published.is_visible
         report_enter_in_error(actor=world.first["hospital_admin"], report=final_report, reason="错患者")
         publication = StudyPublication.objects.get(study=final_report.study)
-        assert publication.withdrawn_at is not None
+        assert publication.withdrawn_at is not None and not publication.is_visible
         assert publication.withdrawn_reason == "错患者"
     with platform_scope("audit"):
         actions = list(AuditEvent.objects.values_list("action", flat=True))
@@ -61,7 +65,7 @@ def test_entered_in_error_needs_a_reason(world, final_report, reason):
             report_enter_in_error(actor=world.first["reporting_doctor"], report=final_report, reason=reason)
         assert "reason" in error.value.message_dict
         assert ReportVersion.objects.filter(report=final_report).count() == 2
-        assert not StudyPublication.objects.filter(study=final_report.study).exists()
+        assert not StudyPublication.objects.filter(study=final_report.study, withdrawn_at__isnull=False).exists()
 
 
 @pytest.mark.parametrize("role", ["technologist", "clinician", "reviewing_doctor"])

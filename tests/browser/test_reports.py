@@ -1,4 +1,6 @@
-"""The staff report screens in a real browser (Debian's Chromium through Playwright)."""
+"""The staff report screens in a real browser (Debian's Chromium through Playwright).
+
+Kept here, not under tests/reports/, so that it shares this folder's one Playwright session."""
 
 import pytest
 from django.conf import settings
@@ -6,15 +8,14 @@ from django.urls import reverse
 
 from apps.reports.models import ReportVersion
 from apps.tenants.context import hospital_context
-from tests.browser.conftest import browser, desktop_page, playwright_instance  # noqa: F401 - fixtures
-from tests.reports.conftest import FINDINGS
+from tests.reports.conftest import FINDINGS, make_study, study  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SCRIPT = '<script>window.__owned = 1</script><img src=x onerror="window.__owned = 2">'
 
 
-def _signed_in_page(desktop_page, live_server, client, sign_in, user):  # noqa: F811
+def _signed_in_page(desktop_page, live_server, client, sign_in, user):
     sign_in(user)
     cookie = client.cookies[settings.SESSION_COOKIE_NAME]
     desktop_page.context.add_cookies(
@@ -31,7 +32,7 @@ def _signed_in_page(desktop_page, live_server, client, sign_in, user):  # noqa: 
 
 
 def test_doctor_writes_signs_and_amends_with_script_shown_as_text(
-    desktop_page,  # noqa: F811
+    desktop_page,
     live_server,
     client,
     sign_in,
