@@ -8,7 +8,7 @@ set -euo pipefail
 missing=()
 command -v storescu >/dev/null && command -v echoscu >/dev/null || missing+=(dcmtk)
 command -v chromium >/dev/null || missing+=(chromium)
-fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
+fc-list 2>/dev/null | grep -i "Noto Sans CJK" >/dev/null || missing+=(fonts-noto-cjk)
 # WeasyPrint (printed reports) loads Pango at run time; zbarimg decodes the printed QR codes in tests.
 ldconfig -p 2>/dev/null | grep "libpangoft2-1.0.so.0" >/dev/null || missing+=(libpango-1.0-0 libpangoft2-1.0-0)
 command -v zbarimg >/dev/null || missing+=(zbar-tools)

@@ -41,6 +41,7 @@ class Action(models.TextChoices):
     INSTANCES_ACCESSED = "instances_accessed", _("DICOM instances accessed")
     INSTANCES_IMPORTED = "instances_imported", _("DICOM instances imported")
     INSTANCES_RECEIVED = "instances_received", _("DICOM instances received")
+    INSTANCE_REPLACED = "instance_replaced", _("DICOM instance replaced by a conflicting one")
     DICOM_ASSOCIATION_REFUSED = "dicom_association_refused", _("DICOM association refused")
     DICOM_NODE_REGISTERED = "dicom_node_registered", _("DICOM node registered")
     DICOM_NODE_CHANGED = "dicom_node_changed", _("DICOM node changed")
@@ -118,6 +119,8 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     Action.STUDIES_QUERIED: DicomEvent("110112", "Query", action_code="E"),
     Action.INSTANCES_ACCESSED: DicomEvent("110103", "DICOM Instances Accessed", action_code="R"),
     Action.INSTANCES_IMPORTED: DicomEvent("110107", "Import", action_code="C"),
+    # PS3.15 A.5.3.2: DICOM Instances Accessed with action U is a modification of stored instances.
+    Action.INSTANCE_REPLACED: DicomEvent("110103", "DICOM Instances Accessed", action_code="U"),
     # A C-STORE association is a transfer between two AEs (PS3.15 A.5.3.4), not a media import.
     Action.INSTANCES_RECEIVED: DicomEvent("110104", "DICOM Instances Transferred", action_code="C"),
     Action.DICOM_ASSOCIATION_REFUSED: DicomEvent(*_SECURITY, "110126", "Node Authentication"),

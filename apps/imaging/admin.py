@@ -1,16 +1,18 @@
-"""Back-office screens of the archive: the DICOM nodes a hospital's devices send from."""
+"""Back-office screens of the archive: DICOM nodes, validation settings, QC lists and conflicts."""
 
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import ngettext
 
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
 from apps.core.backoffice import BackOfficeModelAdmin, HospitalAdminScopedMixin, acting_hospital
+from apps.imaging.conflicts import ConflictNotReplaceable, ingest_conflict_replace
 from apps.imaging.ingest import ingest_conflict_keep_stored
 from apps.imaging.models import DicomNode, IngestConflict, StagedObject, ValidationFinding, ValidationRuleSetting
 from apps.tenants.context import bind_ae_title
@@ -130,12 +132,13 @@ class ValidationFindingAdmin(_ReadOnlyQcAdmin):
 
 @admin.register(IngestConflict)
 class IngestConflictAdmin(_ReadOnlyQcAdmin):
-    """Different bytes under a stored SOP Instance UID. Staff keep the stored version (the
-    received bytes are discarded) after checking with the modality; nothing is overwritten."""
+    """Different bytes under a stored SOP Instance UID. After checking with the modality, staff
+    keep the stored version (the received bytes are discarded) or replace it with the received
+    one (the stored bytes are kept as a replaced version); either way the choice is audited."""
 
     list_display = ["public_id", "existing", "received_sha256", "created_at", "resolved_at"]
     list_filter = [("resolved_at", admin.EmptyFieldListFilter)]
-    actions = ["keep_stored"]
+    actions = ["keep_stored", "replace_with_received"]
 
     @admin.action(description=_("Keep the stored version and discard the received one"))
     def keep_stored(self, request: HttpRequest, queryset: QuerySet[IngestConflict]) -> None:
@@ -146,3 +149,21 @@ class IngestConflictAdmin(_ReadOnlyQcAdmin):
                 entry_point=EntryPoint.ADMIN, object_type="ingest_conflict", object_id=str(conflict.public_id),
                 details={"resolution": "keep_stored"},
             )  # fmt: skip
+
+    @admin.action(description=_("Replace the stored version with the received one (the stored one is kept)"))
+    def replace_with_received(self, request: HttpRequest, queryset: QuerySet[IngestConflict]) -> None:
+        replaced = 0
+        for conflict in queryset.filter(resolved_at__isnull=True):
+            try:
+                ingest_conflict_replace(conflict=conflict, actor=request.user, request=request)
+            except ConflictNotReplaceable as refusal:
+                self.message_user(request, f"{conflict.public_id}: {refusal}", messages.ERROR)
+            else:
+                replaced += 1
+        if replaced:
+            self.message_user(
+                request,
+                ngettext("%(count)d instance replaced.", "%(count)d instances replaced.", replaced)
+                % {"count": replaced},
+                messages.SUCCESS,
+            )

@@ -1,6 +1,6 @@
 """Production settings: HTTPS only, second factor enforced, secrets from the environment."""
 
-from config.env import env_required
+from config.env import ConfigurationError, env_required
 from config.settings.base import *  # noqa: F403
 
 SECRET_KEY = env_required("SECRET_KEY")
@@ -21,3 +21,7 @@ CSRF_COOKIE_SECURE = True
 SESSION_COOKIE_NAME = "__Host-sessionid"
 CSRF_COOKIE_NAME = "__Host-csrftoken"
 DEMO_DATA_ALLOWED = False
+
+# The console provider logs codes and links: never in production.
+if SMS_PROVIDER == "console":  # noqa: F405
+    raise ConfigurationError("SMS_PROVIDER must name a real SMS gateway (aliyun or tencent) in production.")

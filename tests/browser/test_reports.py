@@ -37,7 +37,7 @@ def test_doctor_writes_signs_and_amends_with_script_shown_as_text(
     client,
     sign_in,
     world,
-    study,
+    study,  # noqa: F811 - the fixture imported above
 ):
     page, dialogs = _signed_in_page(desktop_page, live_server, client, sign_in, world.first["reporting_doctor"])
     report_url = live_server.url + reverse("reports_staff:report", args=["first", study.public_id])

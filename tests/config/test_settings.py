@@ -38,6 +38,7 @@ def _production_env(**extra: str) -> dict[str, str]:
         STORAGE_MASTER_KEY="MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
         ALLOWED_HOSTS="imaging.example.cn",
         PORTAL_PUBLIC_ORIGIN="https://imaging.example.cn",
+        SMS_PROVIDER="aliyun",
         DATABASE_URL="postgres://yingxiang_app@127.0.0.1:5432/yingxiang",
         **extra,
     )
@@ -65,6 +66,16 @@ def test_production_refuses_to_start_without_a_secret_key():
     )
     assert result.returncode != 0
     assert "SECRET_KEY" in result.stderr
+
+
+def test_production_refuses_the_console_sms_provider_that_logs_codes():
+    env = _production_env()
+    env["SMS_PROVIDER"] = "console"
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode != 0
+    assert "SMS_PROVIDER" in result.stderr
 
 
 def test_production_refuses_to_start_without_the_public_origin_of_patient_links():

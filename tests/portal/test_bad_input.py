@@ -104,20 +104,25 @@ def test_no_hint_whether_a_phone_exists(world, patient, request_code):
     assert sms_to("13911112222") == []
 
 
-def test_timing_of_known_and_unknown_numbers_is_similar(world, patient, settings):
-    """The SMS goes out from a task after commit, so the request does the same work either way:
-    a lookup, a challenge row and an audit event (medians within 30 ms of each other here)."""
+def test_known_and_unknown_numbers_cost_the_same_database_work(world, patient, settings):
+    """No useful timing oracle: the SMS goes out from a task after commit, so the request does
+    nearly the same work either way (a lookup, a challenge row, throttles, an audit event); a known
+    number adds only its outbox row (one INSERT in a savepoint). Counted in statements, not timed,
+    so the test does not depend on how busy the machine is."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
     settings.PORTAL_CODES_PER_PHONE_PER_HOUR = 1000
     settings.PORTAL_CODES_PER_IP_PER_HOUR = 1000
     client = Client()
-    timings: dict[str, list[float]] = {"known": [], "unknown": []}
-    for _ in range(8):
+    counts: dict[str, list[int]] = {"known": [], "unknown": []}
+    for _ in range(2):
         for label, phone in (("known", PHONE), ("unknown", "13722223333")):
-            start = time.perf_counter()
-            client.post(reverse("portal:login", args=["first"]), {"phone": phone, "identity": ID_NUMBER[-4:]})
-            timings[label].append(time.perf_counter() - start)
-    difference = abs(statistics.median(timings["known"]) - statistics.median(timings["unknown"]))
-    assert difference < 0.03, timings
+            with CaptureQueriesContext(connection) as queries:
+                client.post(reverse("portal:login", args=["first"]), {"phone": phone, "identity": ID_NUMBER[-4:]})
+            counts[label].append(len(queries))
+    # The first round warms caches; compare the second.
+    assert 0 <= counts["known"][1] - counts["unknown"][1] <= 3, counts
 
 
 def test_qr_token_of_another_hospital_is_404(client, world, make_patient, make_published_study):

@@ -2,6 +2,7 @@
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -116,3 +117,35 @@ class DicomNode(TenantOwnedModel):
 
     def __str__(self) -> str:
         return self.ae_title
+
+
+class ReplacedInstanceVersion(TenantOwnedModel):
+    """The stored object an instance held before a hospital admin replaced it with the bytes of a
+    conflict (``ingest_conflict_replace``). The old encrypted object stays in storage, readable
+    with what is kept here, so a replacement never loses the original."""
+
+    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    instance = models.ForeignKey("imaging.Instance", on_delete=models.PROTECT, related_name="replaced_versions")
+    conflict = models.OneToOneField(IngestConflict, on_delete=models.PROTECT, related_name="replaced_version")
+    transfer_syntax_uid = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    storage_key = models.CharField(max_length=80, unique=True)
+    cipher = models.CharField(max_length=16)
+    wrapped_data_key = models.BinaryField()
+    segment_size = models.PositiveIntegerField()
+    stored_size = models.PositiveBigIntegerField()
+    metadata_sealed = models.BinaryField()
+    stored_at = models.DateTimeField(help_text="When the replaced object was first stored")
+    replaced_at = models.DateTimeField(auto_now_add=True)
+    replaced_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+
+    class Meta:
+        verbose_name = _("replaced instance version")
+        verbose_name_plural = _("replaced instance versions")
+        indexes = [models.Index(fields=["hospital", "instance"])]
+
+    def __str__(self) -> str:
+        return str(self.public_id)
