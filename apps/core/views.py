@@ -37,4 +37,11 @@ def home(request: HttpRequest) -> HttpResponse:
 def hospital_home(request: HttpRequest) -> HttpResponse:
     roles = request.hospital_roles  # type: ignore[attr-defined]
     can_upload = bool(roles & {HospitalRole.TECHNOLOGIST, HospitalRole.HOSPITAL_ADMIN})
-    return render(request, "core/hospital_home.html", {"roles": sorted(roles), "can_upload": can_upload})
+    can_report = bool(
+        roles & {HospitalRole.REPORTING_DOCTOR, HospitalRole.REVIEWING_DOCTOR, HospitalRole.HOSPITAL_ADMIN}
+    )
+    return render(
+        request,
+        "core/hospital_home.html",
+        {"roles": sorted(roles), "can_upload": can_upload, "can_report": can_report},
+    )

@@ -73,3 +73,12 @@ def test_home_lists_only_the_users_own_hospitals(client, sign_in, world):
     response = client.get(reverse("core:home"))
     codes = [entry["hospital"].code for entry in response.context["hospitals"]]
     assert codes == ["first"]
+
+
+def test_hospital_page_links_doctors_to_the_report_worklist_only(client, sign_in, world):
+    worklist = reverse("reports_staff:worklist", args=["first"])
+    sign_in(world.first["reporting_doctor"])
+    assert worklist in client.get(reverse("core:hospital_home", args=["first"])).content.decode()
+    client.logout()
+    sign_in(world.first["clinician"])
+    assert worklist not in client.get(reverse("core:hospital_home", args=["first"])).content.decode()

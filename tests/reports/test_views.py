@@ -226,3 +226,10 @@ def test_without_the_pdf_library_the_pdf_is_503_with_what_to_install(doctor, fin
     assert response.status_code == 503
     assert "libpango" in response.content.decode()
     assert doctor.get(url("print", final_report.study)).status_code == 200
+
+
+def test_report_screens_link_to_the_studys_images_in_the_viewer(doctor, world, final_report):
+    study = final_report.study
+    viewer = reverse("viewer:study", args=["first", study.public_id])
+    assert viewer in doctor.get(reverse("reports_staff:worklist", args=["first"])).content.decode()
+    assert viewer in doctor.get(url("report", study)).content.decode()
