@@ -2,8 +2,6 @@
 and guessed ones; revoked shares; script in displayed text; no hint whether a phone exists."""
 
 import re
-import statistics
-import time
 from datetime import date, timedelta
 
 import pytest
