@@ -1,16 +1,17 @@
 """multipart/related bodies (RFC 2387) as STOW-RS sends and WADO-RS returns them.
 
-Reading: the request body is spooled to a temporary file and parts are located with mmap, so a
-multi-GB body never sits in memory. Writing: parts are yielded as they are produced.
+Reading: the request body is spooled to a sealed temporary file and parts are located with
+bounded reads, so a multi-GB body never sits in memory. Writing: parts are yielded as they are produced.
 """
 
 import re
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from email.message import Message
 from email.utils import collapse_rfc2231_value
 from typing import IO, Protocol
+
+from apps.imaging.staging import sealed_spool
 
 MAX_PART_HEADER = 8 * 1024
 MAX_PARTS = 10_000
@@ -53,17 +54,21 @@ class Part:
 
 
 def spool(stream: SupportsRead, *, max_size: int, chunk_size: int = 1024 * 1024) -> IO[bytes]:
-    """Copy the request body to a temporary file, refusing more than ``max_size`` bytes."""
-    spooled = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
-    total = 0
-    while chunk := stream.read(chunk_size):
-        total += len(chunk)
-        if total > max_size:
-            spooled.close()
-            raise MultipartError("too large")
-        spooled.write(chunk)
-    spooled.seek(0)
-    return spooled
+    """Copy the request body to a temporary file, refusing more than ``max_size`` bytes.
+
+    The file is sealed under a key held only in memory (``apps.imaging.staging.sealed_spool``):
+    the body names patients, and a deleted temporary file stays readable on the disk.
+    """
+
+    def chunks() -> Iterator[bytes]:
+        total = 0
+        while chunk := stream.read(chunk_size):
+            total += len(chunk)
+            if total > max_size:
+                raise MultipartError("too large")
+            yield chunk
+
+    return sealed_spool(chunks())  # type: ignore[return-value]
 
 
 def _headers(block: bytes) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from django.http import Http404
 from django.utils.translation import gettext as _
 from rest_framework import status
-from rest_framework.exceptions import ParseError, ValidationError
+from rest_framework.exceptions import APIException, ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -22,7 +22,10 @@ from apps.imaging.models import StudyManifest
 from apps.tenants.api import HospitalAPIView
 
 
-class ManifestInvalid(ValidationError):
+class ManifestInvalid(APIException):
+    """400 with ``{"error": "invalid_manifest", "detail": <why>}``."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
     default_code = "invalid_manifest"
 
 

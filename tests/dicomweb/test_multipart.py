@@ -36,3 +36,28 @@ def test_a_missing_close_delimiter_is_refused():
     data = b"--b\r\nContent-Type: application/dicom\r\n\r\nno end"
     with pytest.raises(MultipartError):
         split_parts(io.BytesIO(data), "b")
+
+
+def test_spooled_body_is_sealed_on_disk_and_reads_back():
+    from apps.dicomweb.multipart import spool
+
+    marker = b"PATIENT^SPOOL^MARKER"
+    data = b"--b\r\n\r\n" + b"\0" * 5000 + marker + b"\0" * 3_000_000 + b"\r\n--b--\r\n"
+    body = spool(io.BytesIO(data), max_size=len(data))
+    try:
+        disk = body._handle  # the temporary file under the reader
+        disk.seek(0)
+        on_disk = disk.read()
+        assert marker not in on_disk and b"\0" * 64 not in on_disk
+        assert body.read() == data
+        [part] = split_parts(body, "b")
+        assert (part.start, part.end) == (7, len(data) - 9)
+    finally:
+        body.close()
+
+
+def test_spool_refuses_a_body_over_the_limit():
+    from apps.dicomweb.multipart import spool
+
+    with pytest.raises(MultipartError):
+        spool(io.BytesIO(b"x" * 100), max_size=99)
