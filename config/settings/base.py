@@ -299,3 +299,7 @@ CELERY_BEAT_SCHEDULE["portal-throttles-prune"] = {
     "schedule": 3600.0,
 }
 # --- end of portal and notifications ---------------------------------------------------------
+
+# Doctors' report signing keys: "ed25519" (default) or "sm2" (商用密码, GB/T 32918). Existing keys
+# keep their algorithm.
+REPORT_SIGNING_ALGORITHM = env_str("REPORT_SIGNING_ALGORITHM", "ed25519") or "ed25519"
