@@ -5,7 +5,7 @@ WADO-RS answers (apps.dicomweb) for the granted study only, addressed by opaque 
 """
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import wraps
 from typing import Any
 
@@ -18,11 +18,26 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from apps.dicomweb.base import DICOM_JSON, json_error
-from apps.dicomweb.frames import Refused, frames_response, image_instance_open
+from apps.dicomweb.frames import (
+    FRAME_MEDIA_TYPES,
+    OCTET_STREAM,
+    ImageInstance,
+    Refused,
+    bad_request,
+    frame_numbers,
+    frames_response,
+    image_instance_open,
+    not_acceptable,
+    pixel_data_open,
+    unreadable,
+)
 from apps.dicomweb.rendered import rendered_response
 from apps.dicomweb.wado import metadata_documents
+from apps.imaging.dicom.part10 import EXPLICIT_VR_LITTLE_ENDIAN, NATIVE_TRANSFER_SYNTAXES
 from apps.imaging.models import Instance, Series
+from apps.imaging.pixels import PixelData, PixelDataError
 from apps.tenants.access import get_for_hospital_or_404
+from apps.tenants.models import Hospital
 from apps.viewer import selectors
 from apps.viewer.access import decode_worker_csp, instances_access_audit, study_open_audit, viewer_csp
 from apps.viewer.grants import ViewerAccess, viewer_access_resolve
@@ -143,6 +158,54 @@ def instance_frames(
     loaded = image_instance_open(access.hospital, instance)
     # The viewer takes frames as stored (its codecs decode every syntax the archive accepts).
     return frames_response(access.hospital, loaded, frame_list, "")
+
+
+def _single_frame_stream(pixel_data: PixelData, number: int) -> Iterator[bytes]:
+    if pixel_data.encapsulated:
+        yield pixel_data.encapsulated_frame(number)
+    else:
+        yield from pixel_data.frame_chunks(number)
+
+
+def single_frame_response(hospital: Hospital, loaded: ImageInstance, frame: str) -> StreamingHttpResponse:
+    """One frame as its bare bytes, the media type and transfer syntax in Content-Type (the viewer's
+    image loader reads both): native frames little endian, compressed frames as stored.
+
+    The same bytes as one part of the archive's Retrieve Frames answer, without the multipart
+    framing, which the browser would otherwise search through on its main thread for every image
+    (a boundary scan and a copy of each 512 KB CT slice). Raises Refused as frames_response answers.
+    """
+    numbers = frame_numbers(frame, loaded.geometry.number_of_frames)
+    if len(numbers) != 1:
+        raise bad_request("One frame number, from 1.")
+    [number] = numbers
+    stored_syntax = loaded.instance.transfer_syntax_uid
+    if stored_syntax in NATIVE_TRANSFER_SYNTAXES:
+        media_type, transfer_syntax = OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN
+    elif stored_syntax in FRAME_MEDIA_TYPES:
+        media_type, transfer_syntax = FRAME_MEDIA_TYPES[stored_syntax], stored_syntax
+    else:
+        raise not_acceptable(f"Frames of transfer syntax {stored_syntax} cannot be returned separately.")
+    pixel_data = pixel_data_open(hospital, loaded)
+    try:
+        pixel_data.frames_check([number])
+    except PixelDataError as error:
+        raise unreadable(error) from error
+    return StreamingHttpResponse(
+        _single_frame_stream(pixel_data, number), content_type=f"{media_type}; transfer-syntax={transfer_syntax}"
+    )
+
+
+@viewer_data
+def instance_frame(
+    request: HttpRequest, access: ViewerAccess, series_id: str, instance_id: str, frame: str
+) -> HttpResponse | StreamingHttpResponse:
+    """One frame, single part: what the viewer's own image loader fetches (see single_frame_response)."""
+    instance = _instance_of(access, series_id, instance_id)
+    if instance.size > max_instance_bytes():
+        return json_error(413, "too_large", "This instance is too large to open in the viewer.")
+    instances_access_audit(request, access, instance.series, instance.series.number_of_instances)
+    return single_frame_response(access.hospital, image_instance_open(access.hospital, instance), frame)
 
 
 @viewer_data

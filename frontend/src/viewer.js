@@ -166,7 +166,10 @@ async function seriesLoad(series) {
     const photometric = String(tagValue(doc, "00280004") || "");
     if (!photometric.startsWith("MONOCHROME")) colour = true;
     for (let frame = 1; frame <= frames; frame += 1) {
-      const imageId = `wadors:${window.location.origin}${bulk}/frames/${frame}`;
+      // The viewer's single-part frame URL (apps/viewer/views.py instance_frame), not WADO-RS's
+      // multipart frames/: the loader then has no boundary to search for in every image. (The
+      // loader finds the frame number after "/frames/", so the URL ends that way.)
+      const imageId = `wadors:${window.location.origin}${bulk}/raw/frames/${frame}`;
       dicomImageLoader.wadors.metaDataManager.add(imageId, doc);
       documentsByImageId.set(imageId, doc);
       imageIds.push(imageId);

@@ -124,7 +124,9 @@ def test_angle_between_three_points(live_server, desktop_page, world, ct):
     page = desktop_page
     _open(page, live_server, world, ct["study"])
     page.click("[data-action=tool-angle]")
-    first, vertex, last = (page.evaluate(f"window.viewer.pagePoint({c}, {r})") for c, r in [(45, 30), (15, 30), (35, 10)])
+    first, vertex, last = (
+        page.evaluate(f"window.viewer.pagePoint({c}, {r})") for c, r in [(45, 30), (15, 30), (35, 10)]
+    )
     # The first arm is dragged; the mouse then carries the third point until a click places it.
     _drag(page, first, vertex)
     page.mouse.move(last["x"], last["y"], steps=6)

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.audit.models import AuditEvent
 from apps.imaging.models import Series
@@ -117,3 +119,49 @@ def test_data_endpoints_refuse_post(client, sign_in, world, urls):
 def test_gradient_helper_is_what_is_stored(ct_study):
     assert ct_gradient(2, 3, 0).tolist() == [[100, 103, 106], [102, 105, 108]]
     assert np.asarray(ct_gradient(16, 16, 2))[15, 15] == 100 + 30 + 45 + 20
+
+
+def test_frames_of_one_study_are_not_reachable_under_another_studys_url(
+    client, sign_in, world, urls, ct_study, local_storage
+):
+    from tests.viewer.helpers import ct_series_parts, study_store
+
+    client = _doctor(client, sign_in, world)
+    bulk = client.get(urls["metadata"]).json()[0]["7FE00010"]["BulkDataURI"]
+    assert client.get(f"{bulk}/frames/1").status_code == 200
+    other = study_store(world.first.hospital, ct_series_parts(1, rows=8, columns=8))
+    elsewhere = bulk.replace(urls["metadata"].split("/series/")[0] + "/", viewer_url(other))
+    assert elsewhere != bulk
+    for url in (elsewhere, bulk.replace(str(ct_study.public_id), "00000000-0000-4000-8000-000000000000")):
+        response = client.get(f"{url}/frames/1")
+        assert response.status_code == 404, url
+        assert response.json()["error"] == "not_found"
+
+
+def test_frame_requests_read_five_rows_and_write_nothing_to_the_session(client, sign_in, world, urls):
+    client = _doctor(client, sign_in, world)
+    documents = client.get(urls["metadata"]).json()  # records INSTANCES_ACCESSED, in the session too
+    with CaptureQueriesContext(connection) as context:
+        for document in documents:
+            assert client.get(f"{document['7FE00010']['BulkDataURI']}/frames/1").status_code == 200
+    statements = [q["sql"] for q in context.captured_queries]
+    assert not [sql for sql in statements if "django_session" in sql and not sql.startswith("SELECT")]
+    # Session, user, second-factor device, hospital with the membership, instance with its series
+    # (and the study, by the join); set_config and the test's savepoints aside.
+    reads = [sql for sql in statements if sql.startswith("SELECT") and "set_config" not in sql]
+    assert len(reads) == 5 * len(documents)
+
+
+def test_single_frame_is_the_bare_stored_values_with_its_transfer_syntax(client, sign_in, world, urls):
+    client = _doctor(client, sign_in, world)
+    bulk = client.get(urls["metadata"]).json()[2]["7FE00010"]["BulkDataURI"]
+    response = client.get(f"{bulk}/raw/frames/1")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
+    assert "no-store" in response["Cache-Control"]
+    assert b"".join(response.streaming_content) == ct_gradient(16, 16, 2).astype("<u2").tobytes()
+    for bad in ("2", "1,1", "x"):
+        assert client.get(f"{bulk}/raw/frames/{bad}").status_code == 400
+    client.logout()
+    sign_in(world.second["reporting_doctor"])
+    assert client.get(f"{bulk}/raw/frames/1").status_code == 404
