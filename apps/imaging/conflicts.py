@@ -18,6 +18,7 @@ from apps.audit.vocabulary import Action, EntryPoint
 from apps.imaging import metadata
 from apps.imaging.crypto import CryptoIntegrityError
 from apps.imaging.dicom.parse import DicomRejected, parse_part10
+from apps.imaging.ingest import instance_stored_fields
 from apps.imaging.keys import blind_index, hospital_key
 from apps.imaging.models import IngestConflict, Instance, ReplacedInstanceVersion, StagedObject
 from apps.imaging.objectstore import StoredObject, object_delete, object_put
@@ -85,22 +86,7 @@ def ingest_conflict_replace(
                 stored_at=instance.created_at,
                 replaced_by=actor if getattr(actor, "pk", None) else None,
             )
-            Instance.objects.filter(pk=instance.pk).update(
-                sop_class_uid=parsed.sop_class_uid,
-                instance_number=parsed.instance_number,
-                transfer_syntax_uid=parsed.transfer_syntax_uid,
-                rows=parsed.rows,
-                columns=parsed.columns,
-                number_of_frames=parsed.number_of_frames or 1,
-                size=stored.plaintext_size,
-                sha256=stored.sha256,
-                storage_key=stored.key,
-                cipher=stored.suite,
-                wrapped_data_key=stored.wrapped_data_key,
-                segment_size=stored.segment_size,
-                stored_size=stored.stored_size,
-                metadata_sealed=sealed_metadata,
-            )
+            Instance.objects.filter(pk=instance.pk).update(**instance_stored_fields(parsed, stored, sealed_metadata))
             IngestConflict.objects.filter(pk=locked.pk).update(resolved_at=timezone.now())
             StagedObject.objects.filter(pk=locked.staged_id).update(
                 status=StagedObject.Status.STORED, instance=instance, updated_at=timezone.now()

@@ -350,22 +350,30 @@ def _index(
     return Instance.objects.create(
         hospital=hospital,
         series=series,
-        sop_class_uid=parsed.sop_class_uid,
         sop_instance_uid=parsed.sop_instance_uid,
-        instance_number=parsed.instance_number,
-        transfer_syntax_uid=parsed.transfer_syntax_uid,
-        rows=parsed.rows,
-        columns=parsed.columns,
-        number_of_frames=parsed.number_of_frames or 1,
-        size=stored.plaintext_size,
-        sha256=stored.sha256,
-        storage_key=stored.key,
-        cipher=stored.suite,
-        wrapped_data_key=stored.wrapped_data_key,
-        segment_size=stored.segment_size,
-        stored_size=stored.stored_size,
-        metadata_sealed=sealed_metadata,
+        **instance_stored_fields(parsed, stored, sealed_metadata),
     )
+
+
+def instance_stored_fields(parsed: ParsedInstance, stored: StoredObject, sealed_metadata: bytes) -> dict[str, Any]:
+    """The Instance columns that describe one stored object: header fields and where and how its
+    bytes are kept. Shared by indexing and by a conflict's replacement."""
+    return {
+        "sop_class_uid": parsed.sop_class_uid,
+        "instance_number": parsed.instance_number,
+        "transfer_syntax_uid": parsed.transfer_syntax_uid,
+        "rows": parsed.rows,
+        "columns": parsed.columns,
+        "number_of_frames": parsed.number_of_frames or 1,
+        "size": stored.plaintext_size,
+        "sha256": stored.sha256,
+        "storage_key": stored.key,
+        "cipher": stored.suite,
+        "wrapped_data_key": stored.wrapped_data_key,
+        "segment_size": stored.segment_size,
+        "stored_size": stored.stored_size,
+        "metadata_sealed": sealed_metadata,
+    }
 
 
 def _record_findings(staged: StagedObject, findings: list[Finding], modality: str, instance: Instance | None) -> None:
