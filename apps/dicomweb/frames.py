@@ -30,7 +30,14 @@ from apps.imaging.dicom.part10 import EXPLICIT_VR_LITTLE_ENDIAN, NATIVE_TRANSFER
 from apps.imaging.keys import hospital_key
 from apps.imaging.metadata import unseal_metadata
 from apps.imaging.models import Instance
-from apps.imaging.pixels import ImageGeometry, PixelData, PixelDataError, image_geometry, pixel_data_locate
+from apps.imaging.pixels import (
+    ImageGeometry,
+    PixelData,
+    PixelDataError,
+    image_geometry,
+    pixel_data_at,
+    pixel_data_locate,
+)
 from apps.tenants.models import Hospital
 
 logger = logging.getLogger(__name__)
@@ -117,12 +124,23 @@ def image_instance_open(hospital: Hospital, instance: Instance) -> ImageInstance
 
 
 def pixel_data_open(hospital: Hospital, loaded: ImageInstance) -> PixelData:
-    """Locate the instance's Pixel Data in its stored object (reads element headers only)."""
+    """The instance's Pixel Data in its stored object: where ingest recorded it, or else found by
+    walking the element headers (rows stored before the offset was recorded, rare encodings)."""
+    instance = loaded.instance
     try:
+        if instance.pixel_data_offset is not None:
+            return pixel_data_at(
+                hospital_key=hospital_key(hospital),
+                stored=stored_object(instance),
+                transfer_syntax_uid=instance.transfer_syntax_uid,
+                geometry=loaded.geometry,
+                value_position=instance.pixel_data_offset,
+                value_length=instance.pixel_data_length,
+            )
         pixel_data = pixel_data_locate(
             hospital_key=hospital_key(hospital),
-            stored=stored_object(loaded.instance),
-            transfer_syntax_uid=loaded.instance.transfer_syntax_uid,
+            stored=stored_object(instance),
+            transfer_syntax_uid=instance.transfer_syntax_uid,
             geometry=loaded.geometry,
         )
     except PixelDataError as error:

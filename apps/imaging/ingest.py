@@ -373,6 +373,8 @@ def instance_stored_fields(parsed: ParsedInstance, stored: StoredObject, sealed_
         "segment_size": stored.segment_size,
         "stored_size": stored.stored_size,
         "metadata_sealed": sealed_metadata,
+        "pixel_data_offset": parsed.pixel_data_offset,
+        "pixel_data_length": parsed.pixel_data_length if parsed.pixel_data_offset is not None else None,
     }
 
 

@@ -1,12 +1,15 @@
 """Image frames inside stored objects: where they are, and reading one without reading the rest.
 
-The offset of Pixel Data is not recorded at ingest, so it is found when a frame is asked for: the
-element headers of the data set are walked from the start of the object, seeking over values, up to the
-top-level Pixel Data header. Headers are read through a window of one decrypted storage segment
-(1 MiB by default), because the store decrypts whole segments anyway; for the usual object, whose
-header ends well inside the first segment, locating Pixel Data costs one segment read, and a large
-value before Pixel Data (a private blob, an ICC profile) is skipped, not read. The frame itself is then
-read as a byte range. Recording the offset at ingest would save the header walk: see the report.
+Ingest records where the Pixel Data value starts (and a native value's length) on the Instance, and
+`pixel_data_at` reads frames from there: only the storage segments that hold the frame are decrypted.
+Rows stored before that, and the rare encodings ingest does not record (see
+apps.imaging.dicom.part10._direct_pixel_data_offset), go through `pixel_data_locate`, which walks the
+element headers of the data set from the start of the object, seeking over values, up to the top-level
+Pixel Data header. Headers are read through a window of one decrypted storage segment (1 MiB by
+default), because the store decrypts whole segments anyway; for the usual object, whose header ends
+well inside the first segment, locating Pixel Data costs one segment read, and a large value before
+Pixel Data (a private blob, an ICC profile) is skipped, not read. The frame itself is then read as a
+byte range.
 
 A Deflated Explicit VR Little Endian data set has no byte ranges to seek to: it is inflated as a
 stream from its start up to the frame and discarded as it goes, so memory stays bounded but the time
@@ -460,6 +463,36 @@ def pixel_data_locate(
             _reader=reader,
         )
     return None
+
+
+def pixel_data_at(
+    *,
+    hospital_key: bytes,
+    stored: StoredObject,
+    transfer_syntax_uid: str,
+    geometry: ImageGeometry,
+    value_position: int,
+    value_length: int | None,
+) -> PixelData:
+    """The Pixel Data whose value ingest found at `value_position` (with `value_length` bytes when native,
+    None when encapsulated): no element header is read.
+
+    Only for what ingest records (apps.imaging.dicom.part10._direct_pixel_data_offset): Pixel Data, not
+    Float or Double Float, in a transfer syntax other than Deflated or Big Endian, and no Extended Offset
+    Table. Raises PixelDataError if the facts contradict the transfer syntax.
+    """
+    if (value_length is None) == (transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES):
+        raise PixelDataError("The recorded Pixel Data encoding does not match the transfer syntax.")
+    return PixelData(
+        geometry=geometry,
+        transfer_syntax_uid=transfer_syntax_uid,
+        tag=PIXEL_DATA,
+        vr=None,
+        value_position=value_position,
+        value_length=value_length,
+        extended_offsets=None,
+        _reader=_StoredObjectReader(hospital_key=hospital_key, stored=stored),
+    )
 
 
 def frame_array(pixel_data: PixelData, frame: bytes) -> np.ndarray:

@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pydicom
 import pytest
+from playwright.sync_api import expect
 from pydicom.uid import generate_uid
 
 from apps.viewer.grants import viewer_url
@@ -173,8 +174,10 @@ def test_1x2_layout_scrolls_both_series_in_step(live_server, desktop_page, world
     page.click("[data-action=layout-1x2]")
     _wait(page, "window.viewer.status().layout === '1x2' && window.viewer.imageIndex(1) !== null")
     assert page.locator(".viewport").count() == 2
+    # The overlay of the second viewport is drawn just after its first image: wait for it.
     overlays = page.locator(".viewport .overlay.br")
-    assert "1/12" in overlays.nth(0).inner_text() and "1/23" in overlays.nth(1).inner_text()
+    expect(overlays.nth(0)).to_contain_text("1/12")
+    expect(overlays.nth(1)).to_contain_text("1/23")
 
     # Scrolling the left viewport moves the right one to the same fraction of its stack.
     page.locator(".viewport").nth(0).click(position={"x": 5, "y": 5})

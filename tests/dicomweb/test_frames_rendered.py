@@ -13,14 +13,17 @@ from pydicom.sequence import Sequence
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     JPEGLosslessSV1,
     generate_uid,
 )
 
 import apps.imaging.pixels
+from apps.imaging.models import Instance
+from apps.tenants.context import hospital_context
 from tests.dicomweb.helpers import read_multipart, stow, token_for
-from tests.imaging.dicom_factory import make_instance, to_part10_bytes
+from tests.imaging.dicom_factory import element_offset, make_instance, to_part10_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -233,6 +236,106 @@ def test_native_frames_are_not_offered_as_jpeg(client, token):
     url = _store(client, token, ds)
     response = _get(client, token, f"{url}/frames/1", accept_header='multipart/related; type="image/jpeg"')
     assert response.status_code == 406
+
+
+def _stored_instance(world, ds: Dataset) -> Instance:
+    with hospital_context(world.first.hospital):
+        return Instance.objects.get(sop_instance_uid=ds.SOPInstanceUID)
+
+
+def _recorded_offset(world, ds: Dataset) -> int:
+    offset = _stored_instance(world, ds).pixel_data_offset
+    assert offset is not None
+    return offset
+
+
+def _spy_on_reads(monkeypatch) -> list[tuple[int, int]]:
+    ranges: list[tuple[int, int]] = []
+    real_open = apps.imaging.pixels.object_open
+
+    def spying_open(**kwargs):
+        ranges.append((kwargs["start"], kwargs["end"]))
+        return real_open(**kwargs)
+
+    monkeypatch.setattr(apps.imaging.pixels, "object_open", spying_open)
+    return ranges
+
+
+@pytest.mark.parametrize(
+    ("transfer_syntax", "header_length"), [(ExplicitVRLittleEndian, 12), (ImplicitVRLittleEndian, 8)]
+)
+def test_ingest_records_where_native_pixel_data_starts_and_its_length(
+    client, token, world, transfer_syntax, header_length
+):
+    ds, _values = _multiframe_ct()
+    data = to_part10_bytes(ds, transfer_syntax)
+    _store_part10(client, token, data, ds)
+    instance = _stored_instance(world, ds)
+    assert instance.pixel_data_offset == element_offset(data, "PixelData") + header_length
+    assert instance.pixel_data_length == len(ds.PixelData)
+    offset, length = instance.pixel_data_offset or 0, instance.pixel_data_length or 0
+    assert data[offset : offset + length] == ds.PixelData
+
+
+def test_ingest_records_where_encapsulated_pixel_data_starts_and_no_length(client, token, world):
+    data, ds = _encapsulated_ct([b"\xff\xd8\x01\x02\xff\xd9"])
+    _store_part10(client, token, data, ds)
+    instance = _stored_instance(world, ds)
+    assert instance.pixel_data_offset == element_offset(data, "PixelData") + 12
+    assert instance.pixel_data_length is None
+    # The value starts with the Basic Offset Table item (PS3.5 A.4).
+    offset = instance.pixel_data_offset or 0
+    assert data[offset : offset + 4] == b"\xfe\xff\x00\xe0"
+
+
+@pytest.mark.parametrize("transfer_syntax", [DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_no_offset_is_recorded_where_frames_need_the_header_walk(client, token, world, transfer_syntax):
+    ds, _values = _multiframe_ct()
+    _store(client, token, ds, transfer_syntax)
+    instance = _stored_instance(world, ds)
+    assert (instance.pixel_data_offset, instance.pixel_data_length) == (None, None)
+
+
+def test_a_native_frame_is_read_from_the_recorded_offset_without_reading_headers(
+    client, token, world, settings, monkeypatch
+):
+    settings.STORAGE_SEGMENT_SIZE = 512
+    ds, values = _multiframe_ct(frames=8, Rows=64, Columns=64)
+    url = _store(client, token, ds)
+    offset = _recorded_offset(world, ds)
+    ranges = _spy_on_reads(monkeypatch)
+    assert _frames(_get(client, token, f"{url}/frames/5")) == [values[4].astype("<u2").tobytes()]
+    frame_size = 64 * 64 * 2
+    assert ranges == [(offset + 4 * frame_size, offset + 5 * frame_size)]
+
+
+def test_a_compressed_frame_is_read_from_the_recorded_offset_without_reading_headers(
+    client, token, world, settings, monkeypatch
+):
+    settings.STORAGE_SEGMENT_SIZE = 512
+    codestreams = [b"\xff\xd8" + bytes([index]) * 30 + b"\xff\xd9" for index in range(1, 4)]
+    data, ds = _encapsulated_ct(codestreams)
+    url = _store_part10(client, token, data, ds)
+    offset = _recorded_offset(world, ds)
+    ranges = _spy_on_reads(monkeypatch)
+    response = _get(client, token, f"{url}/frames/2", accept_header='multipart/related; type="image/jpeg"')
+    assert _frames(response) == [codestreams[1]]
+    # Whole segments are decrypted: none before the one that holds the start of the Pixel Data value.
+    assert offset >= 512
+    assert min(start for start, _end in ranges) == offset - offset % 512
+
+
+def test_rows_without_a_recorded_offset_are_served_by_walking_the_headers(client, token, world):
+    ds, values = _multiframe_ct()
+    url = _store(client, token, ds)
+    codestreams = [b"\xff\xd8" + bytes([index]) * 30 + b"\xff\xd9" for index in range(1, 3)]
+    data, encapsulated = _encapsulated_ct(codestreams)
+    compressed_url = _store_part10(client, token, data, encapsulated)
+    with hospital_context(world.first.hospital):
+        assert Instance.objects.update(pixel_data_offset=None, pixel_data_length=None) == 2
+    assert _frames(_get(client, token, f"{url}/frames/3,1")) == [values[i].astype("<u2").tobytes() for i in (2, 0)]
+    jpeg = 'multipart/related; type="image/jpeg"'
+    assert _frames(_get(client, token, f"{compressed_url}/frames/2", accept_header=jpeg)) == [codestreams[1]]
 
 
 # --- Rendered -------------------------------------------------------------------------------------

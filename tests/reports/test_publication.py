@@ -75,6 +75,7 @@ def test_images_complete_after_signing_publishes_with_the_delay_from_approval(
     with hospital_context(world.first.hospital):
         report = _write_and_sign(world, study)
         signed_at = ReportVersion.objects.get(report=report, number=2).signed_at
+        assert signed_at is not None
         with django_capture_on_commit_callbacks(execute=True):
             publication = study_images_mark_complete(actor=world.first["technologist"], study=study)
         assert publication.published_at is not None

@@ -81,6 +81,7 @@ class ParsedInstance:
     has_pixel_data: bool
     pixel_data_length: int | None  # native Pixel Data only; None when encapsulated or absent
     is_encapsulated: bool
+    pixel_data_offset: int | None  # where frames can be read directly (Part10Layout.pixel_data_offset)
     pixel_spacing: tuple[float, float] | None
     slice_thickness: float | None
     image_position_patient: tuple[float, float, float] | None
@@ -195,6 +196,7 @@ def _build(dataset: Dataset, layout: Part10Layout) -> ParsedInstance:
         has_pixel_data=layout.has_pixel_data,
         pixel_data_length=layout.pixel_data_length,
         is_encapsulated=layout.is_encapsulated,
+        pixel_data_offset=layout.pixel_data_offset,
         pixel_spacing=_pair(_pixel_measure(dataset, "PixelSpacing")),
         slice_thickness=_single(_pixel_measure(dataset, "SliceThickness")),
         image_position_patient=_triple(_floats(dataset, "ImagePositionPatient")),

@@ -32,6 +32,8 @@ NATIVE_TRANSFER_SYNTAXES = frozenset(
 _PREAMBLE_LENGTH = 128
 _UNDEFINED_LENGTH = 0xFFFFFFFF
 _TRANSFER_SYNTAX_TAG = 0x00020010
+_PIXEL_DATA = 0x7FE00010
+_EXTENDED_OFFSET_TABLE = 0x7FE00001
 # Pixel Data, Float Pixel Data and Double Float Pixel Data: the pixel element of an image.
 PIXEL_DATA_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 _ITEM = 0xFFFEE000
@@ -56,11 +58,17 @@ class Part10Layout:
     has_pixel_data: bool
     pixel_data_length: int | None
     is_encapsulated: bool
+    # Where the Pixel Data value starts, from the start of the file, when a frame can be read from there
+    # with no other fact from the headers; None otherwise (see _direct_pixel_data_offset).
+    pixel_data_offset: int | None = None
 
 
 class _PixelElement(NamedTuple):
+    tag: int
     length: int | None
     encapsulated: bool
+    value_position: int
+    after_extended_offset_table: bool
 
 
 def not_part10(message_zh: str, message_en: str) -> DicomRejected:
@@ -128,6 +136,7 @@ class _Walker:
         if depth > _MAX_DEPTH:
             raise _malformed("sequences are nested too deeply", "序列嵌套层数过多")
         pixel: _PixelElement | None = None
+        extended_offset_table = False
         while position < self.end:
             tag, vr, length, value_position = self.header(position, implicit=implicit)
             if tag == _ITEM_DELIMITER:
@@ -137,14 +146,15 @@ class _Walker:
             if tag in (_ITEM, _SEQUENCE_DELIMITER):
                 raise _malformed("an item tag where a data element was expected", "在应为数据元素处出现条目标记")
             is_pixel = tag in PIXEL_DATA_TAGS
+            extended_offset_table = extended_offset_table or (tag == _EXTENDED_OFFSET_TABLE and depth == 0)
             if length != _UNDEFINED_LENGTH:
                 position = self.skip(value_position, length)
                 if is_pixel and depth == 0:
-                    pixel = _PixelElement(length, encapsulated=False)
+                    pixel = _PixelElement(tag, length, False, value_position, extended_offset_table)
             elif is_pixel or (vr is not None and vr not in (b"SQ", b"UN")):
                 position = self.fragments(value_position)
                 if is_pixel and depth == 0:
-                    pixel = _PixelElement(None, encapsulated=True)
+                    pixel = _PixelElement(tag, None, True, value_position, extended_offset_table)
             else:
                 # An undefined-length UN holds a sequence encoded as Implicit VR Little Endian (PS3.5 6.2.2).
                 position = self.sequence(value_position, implicit=implicit or vr == b"UN", depth=depth + 1)
@@ -270,4 +280,24 @@ def scan_part10(stream: BinaryIO) -> Part10Layout:
         has_pixel_data=pixel is not None,
         pixel_data_length=None if pixel is None else pixel.length,
         is_encapsulated=pixel is not None and pixel.encapsulated,
+        pixel_data_offset=_direct_pixel_data_offset(pixel, transfer_syntax, base),
     )
+
+
+def _direct_pixel_data_offset(pixel: _PixelElement | None, transfer_syntax: str, base: int) -> int | None:
+    """The file offset of the Pixel Data value, when the value's position, its length and the transfer
+    syntax are all a frame read needs.
+
+    None for a deflated data set (the position is in the inflated stream, not the file), for Explicit
+    VR Big Endian (the byte swap depends on the element's VR), for Float and Double Float Pixel Data
+    (other value types) and for encapsulated Pixel Data after an Extended Offset Table (whose value would
+    be needed too): frame reads of those walk the headers instead, as they are rare.
+    """
+    if (
+        pixel is None
+        or pixel.tag != _PIXEL_DATA
+        or pixel.after_extended_offset_table
+        or transfer_syntax in (DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
+    ):
+        return None
+    return pixel.value_position - base

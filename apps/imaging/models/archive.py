@@ -128,6 +128,11 @@ class Instance(TenantOwnedModel):
     stored_size = models.PositiveBigIntegerField()
     # The DICOM JSON header (PS3.18 F.2) without bulk data, sealed: it names the patient.
     metadata_sealed = models.BinaryField()
+    # Where the Pixel Data value starts in the object and, when native, its length, recorded at ingest so
+    # that a frame read needs no walk of the element headers (apps.imaging.pixels). Null for rows stored
+    # before it was recorded and for the rare encodings whose frames are read by walking the headers.
+    pixel_data_offset = models.PositiveBigIntegerField(null=True, blank=True)
+    pixel_data_length = models.PositiveBigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
