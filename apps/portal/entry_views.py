@@ -11,6 +11,7 @@ from django.templatetags.static import static
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.audit.services import audit_record, client_ip
 from apps.audit.vocabulary import Action, EntryPoint, Outcome
@@ -19,6 +20,8 @@ from apps.portal.models import EntryToken
 from apps.portal.policy import policy_for, service_period_ended
 from apps.portal.security import Limit, secrets_equal, throttle_hit, throttle_locked
 from apps.portal.services import (
+    EntryRefusal,
+    entry_token_refusal,
     entry_token_resolve,
     share_is_live,
     share_open,
@@ -66,8 +69,36 @@ def _guessing(request: HttpRequest) -> HttpResponse | None:
     return None
 
 
+# What the holder of a real token is told when it no longer leads to its study: never why the
+# study was withdrawn, nothing about the patient; the portal sign-in is offered instead.
+ENTRY_REFUSALS: dict[EntryRefusal, tuple[Any, Any, int]] = {
+    EntryRefusal.NOT_PUBLISHED: (
+        gettext_lazy("Not available online"),
+        gettext_lazy(
+            "The results of this exam cannot be viewed online at the moment. Please try again later, "
+            "or contact the hospital."
+        ),
+        404,
+    ),
+    EntryRefusal.SERVICE_PERIOD_ENDED: (
+        gettext_lazy("Service period ended"),
+        gettext_lazy("The service period of this study has ended; it can no longer be viewed online."),
+        410,
+    ),
+    EntryRefusal.LINK_EXPIRED: (
+        gettext_lazy("This link has expired"),
+        gettext_lazy(
+            "This link is no longer valid. Sign in with the mobile number the hospital has on record to see your exams."
+        ),
+        410,
+    ),
+}
+
+
 def _token_entry(request: HttpRequest, raw: str, hospital_code: str | None, kind: str) -> HttpResponse:
-    """The landing page of a QR or SMS token: one button sends a code to the phone on record."""
+    """The landing page of a QR or SMS token: one button sends a code to the phone on record.
+    A token whose study is not published, past its service period or (an SMS link) expired
+    shows why it cannot be used, with the sign-in offered instead, and sends nothing."""
     refused = _guessing(request)
     if refused is not None:
         return refused
@@ -80,6 +111,11 @@ def _token_entry(request: HttpRequest, raw: str, hospital_code: str | None, kind
     hospital = entry.hospital
     activate_hospital(hospital)
     request.hospital = hospital  # type: ignore[attr-defined]
+    refusal = entry_token_refusal(request=request, entry=entry)
+    if refusal is not None:
+        title, message, status = ENTRY_REFUSALS[refusal]
+        context = {"hospital": hospital, "title": title, "message": message}
+        return render(request, "portal/entry_refused.html", context, status=status)
     error = ""
     if request.method == "POST":
         try:

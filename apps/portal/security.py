@@ -141,9 +141,13 @@ def phone_daily_limit() -> Limit:
 
 
 def ip_limits() -> tuple[Limit, Limit]:
+    """(codes requested from one client address per hour, wrong codes from it before it is locked).
+
+    Generous, because one address is often many patients (a hospital's Wi-Fi, a carrier's NAT)
+    and a lock refuses all of them; the per-phone limits are what protect each patient."""
     return (
         Limit("ip-codes", settings.PORTAL_CODES_PER_IP_PER_HOUR, 3600, settings.PORTAL_LOCKOUT_SECONDS),
-        Limit("ip-failures", settings.PORTAL_FAILURES_BEFORE_LOCK * 3, 3600, settings.PORTAL_LOCKOUT_SECONDS),
+        Limit("ip-failures", settings.PORTAL_FAILURES_PER_IP_BEFORE_LOCK, 3600, settings.PORTAL_LOCKOUT_SECONDS),
     )
 
 

@@ -1,6 +1,7 @@
 """Entry tokens (QR and SMS link), shares with a doctor, and patients' contact details."""
 
-from datetime import timedelta
+from datetime import date, timedelta
+from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
@@ -15,8 +16,8 @@ from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint, Outcome
 from apps.imaging.keys import blind_index, field_seal
 from apps.imaging.models import Patient, Study
-from apps.portal.models import EntryToken, Share, WeChatBinding
-from apps.portal.policy import policy_for, service_period_ended
+from apps.portal.models import EntryToken, PatientAccessPolicy, Share, WeChatBinding
+from apps.portal.policy import policy_for, service_period_end, service_period_ended
 from apps.portal.security import (
     code_hash,
     codes_match,
@@ -88,6 +89,56 @@ def entry_token_resolve(*, raw: str, hospital: Hospital | None, kind: str) -> En
     if entry is None or not entry.hospital.is_active or (hospital is not None and entry.hospital_id != hospital.pk):
         raise Http404
     return entry
+
+
+class EntryRefusal(StrEnum):
+    """Why a real entry token no longer leads to its study (no code is sent for it)."""
+
+    NOT_PUBLISHED = "not_published"
+    SERVICE_PERIOD_ENDED = "service_period_ended"
+    LINK_EXPIRED = "link_expired"
+
+
+def entry_token_expires_on(entry: EntryToken, policy: PatientAccessPolicy) -> date:
+    """The last day ``entry`` is usable: a QR token lives as long as its study's service period;
+    an SMS link ``PORTAL_SMS_LINK_TTL_DAYS`` after it was sent (0: as long as a QR token)."""
+    period_end = service_period_end(entry.study, policy) - timedelta(days=1)
+    ttl_days = settings.PORTAL_SMS_LINK_TTL_DAYS
+    if entry.kind != EntryToken.Kind.SMS or ttl_days <= 0:
+        return period_end
+    sent_on = timezone.localdate(entry.created_at)
+    return min(period_end, sent_on + timedelta(days=ttl_days))
+
+
+def entry_token_refusal(*, request: HttpRequest, entry: EntryToken) -> EntryRefusal | None:
+    """None while ``entry`` may send a code for its study; else why not, audited once.
+
+    A study that is not (or no longer) published to its patient (not yet reported, withdrawn,
+    report entered in error) sends no code: a withdrawn study's link must not text the patient.
+    The refusal is one event, CODE_ISSUED with outcome minor failure and ``refused`` naming the
+    reason (STUDY_ACCESS_EXPIRED past the service period, as on the study pages). The token's
+    hospital must be the active one (the study is read under its row-level security)."""
+    study = entry.study
+    policy = policy_for(entry.hospital)
+    today = timezone.localdate()
+    refusal: EntryRefusal | None = None
+    if not _publication_state(study)[0]:
+        refusal = EntryRefusal.NOT_PUBLISHED
+    elif service_period_ended(study, policy, today):
+        refusal = EntryRefusal.SERVICE_PERIOD_ENDED
+    elif today > entry_token_expires_on(entry, policy):
+        refusal = EntryRefusal.LINK_EXPIRED
+    if refusal is None:
+        return None
+    details: dict[str, Any] = {"entry": str(entry.kind), "token": str(entry.public_id), "refused": refusal.value}
+    if refusal == EntryRefusal.SERVICE_PERIOD_ENDED:
+        details["period_end"] = service_period_end(study, policy).isoformat()
+    audit_record(
+        action=Action.STUDY_ACCESS_EXPIRED if refusal == EntryRefusal.SERVICE_PERIOD_ENDED else Action.CODE_ISSUED,
+        request=request, hospital=entry.hospital, actor_role="patient", entry_point=EntryPoint.PORTAL,
+        outcome=Outcome.MINOR_FAILURE, object_type="study", object_id=str(study.public_id), details=details,
+    )  # fmt: skip
+    return refusal
 
 
 def share_create(

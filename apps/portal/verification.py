@@ -84,6 +84,11 @@ def patient_phone(hospital: Hospital, patient: Patient) -> str:
 
 
 LOCKED_MESSAGE = gettext_lazy("Too many wrong codes. Sign-in is locked for a while; please try again later.")
+# The same for every phone number, known or not: only the client address is over its limit.
+NETWORK_LIMIT_MESSAGE = gettext_lazy(
+    "Too many attempts from this network (a hospital's Wi-Fi, for example). Please try again later, "
+    "or switch to mobile data."
+)
 
 
 def _check_issue_limits(
@@ -113,6 +118,8 @@ def _check_issue_limits(
         return
     _audit(Action.CODE_ISSUED, request=request, hospital=hospital, outcome=Outcome.MINOR_FAILURE,
            object_type=object_type, object_id=object_id, details={"entry": entry_point, "refused": reason})  # fmt: skip
+    if reason.startswith("address_"):
+        raise CodeRefused(str(NETWORK_LIMIT_MESSAGE))
     if reason.endswith("_locked"):
         raise CodeRefused(str(LOCKED_MESSAGE))
     raise CodeRefused(_("Too many requests. Please wait a while and try again."))
@@ -245,7 +252,7 @@ def code_verify(*, request: HttpRequest, hospital: Hospital, challenge_id: str, 
         if throttle_locked(failures_per_phone.scope, challenge.phone_key):
             return refuse("locked", str(LOCKED_MESSAGE))
         if throttle_locked(failures_per_ip.scope, address):
-            return refuse("address_locked", str(LOCKED_MESSAGE))
+            return refuse("address_locked", str(NETWORK_LIMIT_MESSAGE))
         if challenge.used_at is not None:
             return refuse("reused", _("This code has already been used. Please request a new one."))
         if challenge.expires_at <= timezone.now():

@@ -28,6 +28,7 @@ from apps.portal.policy import policy_for
 from apps.portal.services import public_url, share_create, share_is_live, share_revoke, wechat_bind
 from apps.portal.verification import CodeRefused, code_issue_for_login, code_verify
 from apps.reports.printing import PdfUnavailable, report_pdf_bytes
+from apps.reports.publication import study_is_published
 from apps.tenants.access import get_for_hospital_or_404, hospital_by_code_or_404
 from apps.tenants.context import activate_hospital
 from apps.tenants.models import Hospital
@@ -139,7 +140,8 @@ def verify(request: HttpRequest, hospital_code: str) -> HttpResponse:
                 study = result.study
                 if study is None and pending.get("study"):
                     study = result.patient.studies.filter(public_id=pending["study"]).first()
-                if study is not None:
+                # Withdrawn between the code and now: the list, not a bare 404.
+                if study is not None and study_is_published(study):
                     return redirect("portal:study", hospital.code, study.public_id)
                 return redirect("portal:home", hospital.code)
             error = result.error

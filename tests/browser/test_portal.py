@@ -1,12 +1,21 @@
 """Each patient entry point in a phone-sized real browser (WeChat's user agent): SMS link, QR
-token, portal sign-in and a doctor's share link, through the code to the study and its first
-image in the viewer; every application response no-store, nothing left in browser storage."""
+token, portal sign-in, WeChat (OAuth against a local fake WeChat) and a doctor's share link,
+through the code to the study and its first image in the viewer; every application response
+no-store, nothing left in browser storage."""
 
+import json
+import secrets
+import threading
 import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.imaging.models import Study
 from apps.portal.models import EntryToken
@@ -165,4 +174,135 @@ def test_share_link_to_first_image(browser, phone_page, live_server, published):
     # The patient sees the use.
     phone_page.goto(f"{live_server.url}{reverse('portal:shares', args=['first'])}")
     assert "已打开" in phone_page.inner_text("ul.uses")
+    assert browser_storage(phone_page) == EMPTY_STORAGE
+
+
+OPENID = "oWx-browser-0123456789abcdef"
+
+
+@pytest.fixture
+def fake_wechat(settings) -> Iterator[list[dict[str, str]]]:
+    """A local stand-in for WeChat's snsapi_base OAuth: the authorize page sends the browser
+    straight back (snsapi_base asks the user nothing) with a fresh single-use code, which the
+    token endpoint exchanges for OPENID. Returns what the authorize page saw (query and UA)."""
+    seen: list[dict[str, str]] = []
+    codes: set[str] = set()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _json(self, document: dict[str, Any]) -> None:
+            body = json.dumps(document).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(url.query))
+            if url.path == "/connect/oauth2/authorize":
+                seen.append({**query, "user_agent": self.headers.get("User-Agent", "")})
+                code = secrets.token_urlsafe(12)
+                codes.add(code)
+                back = f"{query['redirect_uri']}?{urllib.parse.urlencode({'code': code, 'state': query['state']})}"
+                self.send_response(302)
+                self.send_header("Location", back)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            elif url.path == "/sns/oauth2/access_token" and query.get("secret") == "wx-secret":
+                known = query.get("code", "") in codes
+                codes.discard(query.get("code", ""))
+                self._json({"openid": OPENID, "scope": "snsapi_base"} if known else {"errcode": 40029})
+            else:
+                self._json({"errcode": 40013})
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    settings.WECHAT_APP_ID, settings.WECHAT_APP_SECRET = "wx123", "wx-secret"
+    settings.WECHAT_AUTHORIZE_URL = f"{base}/connect/oauth2/authorize"
+    settings.WECHAT_TOKEN_URL = f"{base}/sns/oauth2/access_token"
+    yield seen
+    server.shutdown()
+    server.server_close()
+
+
+def _path(page: Any) -> str:
+    """The page's path: the browser carries the authorize URL's "#wechat_redirect" fragment
+    through the redirects and the forms that post back to the same page."""
+    return urllib.parse.urlsplit(page.url).path
+
+
+def _wechat_visit_to_first_image(page: Any, live_server: Any, study: Study, *, bound: bool) -> None:
+    """From the official account's menu to the first image: WeChat and back, the code (typed
+    after phone and identity the first time; sent to the phone on record once bound)."""
+    sent = len(sms_to(PHONE))
+    page.goto(f"{live_server.url}{reverse('portal:wechat_start', args=['first'])}")
+    if bound:
+        assert _path(page) == reverse("portal:verify", args=["first"])
+        assert len(sms_to(PHONE)) == sent + 1
+    else:
+        assert _path(page) == reverse("portal:login", args=["first"])
+        page.fill("#id_phone", PHONE)
+        page.fill("#id_identity", ID_NUMBER[-4:])
+        page.click("#send-code")
+        assert _path(page) == reverse("portal:verify", args=["first"])
+    page.fill("#id_code", last_code(PHONE))
+    page.click("#verify")
+    assert _path(page) == reverse("portal:home", args=["first"])
+    page.click("a.button")
+    assert _path(page) == reverse("portal:study", args=["first", study.public_id])
+    assert "胸部CT未见异常" in page.inner_text("#impression")
+    page.click("#view-images")
+    assert "/viewer/first/studies/" in page.url
+    assert _first_image(page)["firstImageMs"] >= 0
+
+
+def test_wechat_entry_to_first_image_then_bound_visit(browser, phone_page, live_server, published, fake_wechat):
+    from apps.portal.models import WeChatBinding
+    from tests.browser.conftest import PHONE as PHONE_CONTEXT
+
+    assert "MicroMessenger" in phone_page.evaluate("navigator.userAgent")
+    log = ResponseLog(phone_page, live_server.url)
+    _wechat_visit_to_first_image(phone_page, live_server, published, bound=False)
+    assert len(fake_wechat) == 1
+    assert fake_wechat[0]["scope"] == "snsapi_base" and fake_wechat[0]["appid"] == "wx123"
+    assert "MicroMessenger" in fake_wechat[0]["user_agent"]
+    assert fake_wechat[0]["redirect_uri"] == f"{live_server.url}{reverse('portal:wechat_callback', args=['first'])}"
+    log.assert_no_store()
+    assert any("/wechat/callback/" in url for url, _status, _cache in log.seen)
+    assert browser_storage(phone_page) == EMPTY_STORAGE
+    with hospital_context(published.hospital):
+        assert WeChatBinding.objects.count() == 1
+
+    # Another day, WeChat's browser opens fresh (no cookies): the bound openid needs only the code.
+    later = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", **PHONE_CONTEXT)
+    try:
+        page = later.new_page()
+        later_log = ResponseLog(page, live_server.url)
+        _wechat_visit_to_first_image(page, live_server, published, bound=True)
+        assert len(fake_wechat) == 2
+        later_log.assert_no_store()
+        assert browser_storage(page) == EMPTY_STORAGE
+    finally:
+        later.close()
+
+
+def test_expired_sms_link_offers_the_sign_in(phone_page, live_server, published, settings):
+    """An old SMS link sends no code; the patient is offered the sign-in and gets there."""
+    links = [m.params["link"] for m in sms_to(PHONE) if m.template_code == "study_published"]
+    with hospital_context(published.hospital):
+        EntryToken.objects.update(created_at=timezone.now() - timedelta(days=settings.PORTAL_SMS_LINK_TTL_DAYS + 1))
+    log = ResponseLog(phone_page, live_server.url)
+    response = phone_page.goto(links[0])
+    assert response is not None and response.status == 410
+    assert "此链接已失效" in phone_page.inner_text("#entry-refused")
+    assert phone_page.locator("#send-code").count() == 0
+    phone_page.click("#portal-login")
+    assert phone_page.url.endswith(reverse("portal:login", args=["first"]))
+    assert [m.template_code for m in sms_to(PHONE)] == ["study_published"]
+    log.assert_no_store()
     assert browser_storage(phone_page) == EMPTY_STORAGE

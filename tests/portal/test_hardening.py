@@ -69,7 +69,8 @@ def test_non_ascii_wechat_state_is_refused_cleanly(client, world, settings):
 
 def test_wrong_codes_from_one_address_lock_that_address(world, make_patient, request_code, settings):
     """Spreading guesses over many phones (each below its own lock) still locks the address."""
-    settings.PORTAL_FAILURES_BEFORE_LOCK = 2  # per phone; an address may fail 3 times as often
+    settings.PORTAL_FAILURES_BEFORE_LOCK = 2  # per phone
+    settings.PORTAL_FAILURES_PER_IP_BEFORE_LOCK = 6
     record = make_patient(world.first.hospital, phone="13600000000", id_number="11010119800101999X")
     waiting = Client()
     assert request_code(phone=record.phone, identity="999X", on=waiting).status_code == 302
