@@ -22,7 +22,7 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, BinaryIO
 
 from django.db import connections, transaction
 from pydicom.uid import (
@@ -39,7 +39,7 @@ from pydicom.uid import (
     JPEGLSLossless,
     RLELossless,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, _config, evt
+from pynetdicom import AE, AllStoragePresentationContexts, _config, dimse_messages, evt
 from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from pynetdicom.transport import ThreadedAssociationServer
@@ -49,6 +49,7 @@ from apps.audit.vocabulary import Action, EntryPoint, Outcome
 from apps.imaging.dicom.rules import LOSSY_TRANSFER_SYNTAXES
 from apps.imaging.ingest import staged_object_create
 from apps.imaging.models import DicomNode, StagedObject
+from apps.imaging.spool import SealedSpool
 from apps.imaging.staging import StagingTooLarge
 from apps.imaging.tasks import ingest_staged_object, series_review_queue
 from apps.tenants.context import bind_ae_title, hospital_context
@@ -261,6 +262,35 @@ class _Gateway:
             _close_connections(event.assoc)
 
 
+class _SealedDataSetFile:
+    """What pynetdicom writes a C-STORE data set to as it arrives, in place of its plaintext
+    ``NamedTemporaryFile`` (``STORE_RECV_CHUNKED_DATASET``): the same bytes, sealed in a
+    :class:`SealedSpool`, an anonymous file that nothing left behind by an aborted association or a
+    crash can be read from.
+
+    pynetdicom uses ``write``, ``file.flush``, ``close`` and ``name``. It unlinks ``name`` after the
+    handler and ignores the error: ``name`` is a random relative name that no file has.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._spool = SealedSpool()
+        self.name = f"sealed-c-store-data-set-{uuid.uuid4().hex}.absent"
+        self.file = self
+
+    def write(self, data: bytes) -> int:
+        return self._spool.write(data)
+
+    def flush(self) -> None:
+        pass
+
+    def plaintext(self) -> BinaryIO:
+        """The Part 10 bytes written so far, as a seekable reader; call once, when all have arrived."""
+        return self._spool.finish()
+
+    def close(self) -> None:
+        self._spool.close()
+
+
 def _received_part10(event: evt.Event) -> Iterator[bytes]:
     """The object as a Part 10 file: File Meta Information made from the request and its accepted
     transfer syntax (a modality sends no file meta over the network), then the data set bytes
@@ -268,8 +298,12 @@ def _received_part10(event: evt.Event) -> Iterator[bytes]:
     if not _config.STORE_RECV_CHUNKED_DATASET:
         yield event.encoded_dataset()
         return
-    with open(event.dataset_path, "rb") as received:
-        while chunk := received.read(_CHUNK_SIZE):
+    received = getattr(event.request, "_dataset_file", None)
+    if not isinstance(received, _SealedDataSetFile):
+        # pynetdicom wrote the data set somewhere else, in plaintext: refuse rather than stage it.
+        raise RuntimeError("The received data set was not spooled sealed; gateway_start sets that up.")
+    with received.plaintext() as reader:
+        while chunk := reader.read(_CHUNK_SIZE):
             yield chunk
 
 
@@ -331,9 +365,12 @@ def gateway_start(
     """Start listening in background threads; stop with ``gateway_stop``.
 
     Received data sets go to a temporary file rather than memory (whole-slide images reach
-    gigabytes); pynetdicom deletes it once the handler has copied it to staging.
+    gigabytes), sealed (``_SealedDataSetFile``), never in plaintext as pynetdicom writes them; it
+    is deleted once the handler has copied it to staging.
     """
     _config.STORE_RECV_CHUNKED_DATASET = True
+    # pynetdicom 3 creates that file with this name, and only for C-STORE data sets.
+    dimse_messages.NamedTemporaryFile = _SealedDataSetFile  # type: ignore[attr-defined,misc,assignment]
     gateway = _Gateway(ae_title)
     server = _application_entity(ae_title).start_server(
         (host, port), block=False, ssl_context=ssl_context, evt_handlers=gateway.handlers()

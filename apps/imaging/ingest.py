@@ -10,6 +10,7 @@ indexing fails is deleted again.
 """
 
 import hashlib
+import io
 import logging
 import uuid
 from collections import Counter
@@ -138,12 +139,17 @@ class IngestBatch:
     study_instances_added: Counter[int] = field(default_factory=Counter)
     study_series_added: Counter[int] = field(default_factory=Counter)
     study_modalities: dict[int, str] = field(default_factory=dict)
+    # The stored instances of each series this batch has looked at, by SOP Instance UID.
+    series_instances: dict[str, dict[str, Instance]] = field(default_factory=dict)
+    # False on a retry after a unique-constraint race: look each SOP Instance UID up again.
+    trust_series_instances: bool = True
 
     def fork(self) -> "IngestBatch":
         return replace(
             self, patients=dict(self.patients), studies=dict(self.studies), series=dict(self.series),
             series_added=Counter(self.series_added), study_instances_added=Counter(self.study_instances_added),
             study_series_added=Counter(self.study_series_added), study_modalities=dict(self.study_modalities),
+            series_instances={uid: dict(known) for uid, known in self.series_instances.items()},
         )  # fmt: skip
 
     def adopt(self, work: "IngestBatch") -> None:
@@ -169,9 +175,35 @@ def ingest_batch_flush(*, batch: IngestBatch) -> None:
     batch.study_modalities.clear()
 
 
-def _check_existing(hospital: Hospital, parsed: ParsedInstance, sha256: str) -> Instance | None:
+def _stored_instance(batch: IngestBatch, parsed: ParsedInstance) -> Instance | None:
+    """The instance already stored under the object's SOP Instance UID, if any.
+
+    The instances of a series are read once per batch (one query for a series of any length, none
+    for a series that does not exist yet), not once per object. An instance stored under the same
+    UID in another series is not in that list: its insert then breaks the unique constraint, the
+    object's attempt is rolled back, and the retry (``trust_series_instances`` off) looks the UID up
+    directly.
+    """
+    if not batch.trust_series_instances:
+        return Instance.objects.filter(hospital=batch.hospital, sop_instance_uid=parsed.sop_instance_uid).first()
+    known = batch.series_instances.get(parsed.series_instance_uid)
+    if known is None:
+        series = _existing_series(batch, parsed.series_instance_uid)
+        known = {}
+        if series is not None:
+            known = {
+                instance.sop_instance_uid: instance
+                for instance in Instance.objects.filter(hospital=batch.hospital, series=series).only(
+                    "pk", "hospital_id", "series_id", "sop_instance_uid", "sha256"
+                )
+            }
+        batch.series_instances[parsed.series_instance_uid] = known
+    return known.get(parsed.sop_instance_uid)
+
+
+def _check_existing(batch: IngestBatch, parsed: ParsedInstance, sha256: str) -> Instance | None:
     """Same SOP Instance UID: same bytes is a duplicate, other bytes a conflict."""
-    existing = Instance.objects.filter(hospital=hospital, sop_instance_uid=parsed.sop_instance_uid).first()
+    existing = _stored_instance(batch, parsed)
     if existing is not None and existing.sha256 != sha256:
         raise _Refused(
             "SOP_INSTANCE_CONFLICT",
@@ -223,6 +255,8 @@ def _existing_study(batch: IngestBatch, study_instance_uid: str) -> Study | None
 def _existing_series(batch: IngestBatch, series_instance_uid: str) -> Series | None:
     if (known := batch.series.get(series_instance_uid)) is not None:
         return known
+    if batch.trust_series_instances and series_instance_uid in batch.series_instances:
+        return None  # looked up in this batch and absent (a series created since is in batch.series)
     series = Series.objects.filter(hospital=batch.hospital, series_instance_uid=series_instance_uid).first()
     if series is not None:
         batch.series[series_instance_uid] = series
@@ -347,12 +381,14 @@ def _index(
         known = [m for m in modalities.split("\\") if m]
         if modality and modality not in known:
             batch.study_modalities[study.pk] = "\\".join(sorted([*known, modality]))
-    return Instance.objects.create(
+    instance = Instance.objects.create(
         hospital=hospital,
         series=series,
         sop_instance_uid=parsed.sop_instance_uid,
         **instance_stored_fields(parsed, stored, sealed_metadata),
     )
+    batch.series_instances.setdefault(parsed.series_instance_uid, {})[parsed.sop_instance_uid] = instance
+    return instance
 
 
 def instance_stored_fields(parsed: ParsedInstance, stored: StoredObject, sealed_metadata: bytes) -> dict[str, Any]:
@@ -519,6 +555,7 @@ def staged_object_process(
     policy = policy or validation_policy(staged.hospital)
     for attempt in (1, 2):
         work = batch.fork()
+        work.trust_series_instances = attempt == 1 and batch.trust_series_instances
         try:
             with transaction.atomic():
                 outcome = _process(staged, expected_study_uid, policy, work)
@@ -536,12 +573,69 @@ def staged_object_process(
     raise AssertionError("unreachable")
 
 
-def _reject(staged: StagedObject, code: str, message_zh: str, message_en: str) -> IngestOutcome:
+def received_object_ingest(
+    *,
+    hospital: Hospital,
+    source: str,
+    data: bytes,
+    batch_id: uuid.UUID,
+    batch: IngestBatch,
+    policy: ValidationPolicy,
+    expected_study_uid: str | None = None,
+) -> IngestOutcome:
+    """Ingest an object received whole in memory by a request that answers only once it is stored
+    (STOW-RS): parse, validate, encrypt, store and index it from memory, and insert its row once, in
+    its final state. Its bytes are staged only if they must be kept: a conflict for staff to resolve
+    (here) or a failure left for the retry sweeper (``received_object_keep``, by the caller).
+
+    Why no staged file first: the row of a staged object is committed with the request's
+    transaction, so after a crash mid-request neither it nor its staged file could be found again;
+    the client, which has no answer, sends the object again. What the answer acknowledges is
+    durable: the stored object is fsync'd before the transaction commits.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    public_id = uuid.uuid4()
+    for attempt in (1, 2):
+        staged = StagedObject(
+            hospital=hospital, public_id=public_id, source=source, batch=batch_id, size=len(data), sha256=digest
+        )
+        work = batch.fork()
+        work.trust_series_instances = attempt == 1 and batch.trust_series_instances
+        try:
+            with transaction.atomic():
+                outcome = _process_source(staged, io.BytesIO(data), expected_study_uid, policy, work, data)
+        except IntegrityError:
+            # As in staged_object_process: a concurrent ingest committed first; try once more.
+            if attempt == 2:
+                raise
+            continue
+        batch.adopt(work)
+        return outcome
+    raise AssertionError("unreachable")
+
+
+def received_object_keep(*, hospital: Hospital, source: str, data: bytes, batch_id: uuid.UUID) -> StagedObject:
+    """Stage an object received in memory whose processing failed, for the retry sweeper."""
+    return staged_object_create(hospital=hospital, source=source, chunks=[data], batch=batch_id)
+
+
+def _stage_in_memory(staged: StagedObject, data: bytes) -> None:
+    size, digest = staging_write(
+        staged.public_id, [data], hospital_key=hospital_key(staged.hospital), max_size=settings.DICOM_MAX_OBJECT_SIZE
+    )
+    if (size, digest) != (staged.size, staged.sha256):
+        raise RuntimeError("The staged copy differs from the bytes received.")
+
+
+def _reject(
+    staged: StagedObject, code: str, message_zh: str, message_en: str, *, staged_on_disk: bool = True
+) -> IngestOutcome:
     _finish(
         staged, StagedObject.Status.REJECTED, error_code=code,
         error_message_zh=message_zh[:300], error_message_en=message_en[:300],
     )  # fmt: skip
-    _remove_staging_after_commit(staged)
+    if staged_on_disk:
+        _remove_staging_after_commit(staged)
     return IngestOutcome(staged)
 
 
@@ -569,7 +663,9 @@ def _process_source(
     expected_study_uid: str | None,
     policy: ValidationPolicy,
     batch: IngestBatch,
+    in_memory: bytes | None = None,
 ) -> IngestOutcome:
+    """``in_memory``: the object's bytes when it was received in memory and has no staged file."""
     hospital = staged.hospital
     try:
         parsed = parse_part10(source)
@@ -578,7 +674,9 @@ def _process_source(
         findings += _identity_findings(hospital, parsed, patient)
         sealed_metadata = metadata.seal_metadata(hospital, parsed)
     except DicomRejected as rejected:
-        return _reject(staged, rejected.code, rejected.message_zh, rejected.message_en)
+        return _reject(
+            staged, rejected.code, rejected.message_zh, rejected.message_en, staged_on_disk=in_memory is None
+        )
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
         # A value pydicom cannot represent (a DS of "1,25", say): refuse the object. The log names
         # the error's type only: its message may quote the value.
@@ -588,6 +686,7 @@ def _process_source(
             "DICOM_MALFORMED",
             "文件中有无法解读的属性值。",
             "The file holds an attribute value that cannot be read.",
+            staged_on_disk=in_memory is None,
         )
     identity = {"sop_instance_uid": parsed.sop_instance_uid, "sop_class_uid": parsed.sop_class_uid}
     rejections = [f for f in findings if f.severity == Severity.REJECT]
@@ -603,10 +702,11 @@ def _process_source(
         if rejections:
             first = rejections[0]
             raise _Refused(first.code, first.message_zh, first.message_en)
-        existing = _check_existing(hospital, parsed, sha256)
+        existing = _check_existing(batch, parsed, sha256)
         if existing is not None:
             _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
-            _remove_staging_after_commit(staged)
+            if in_memory is None:
+                _remove_staging_after_commit(staged)
             return IngestOutcome(staged, findings, parsed)
         study, series = _placement(batch, parsed, patient)
         source.seek(0)
@@ -615,27 +715,32 @@ def _process_source(
         if stored.sha256 != sha256:
             raise _Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")
         instance = _index(batch, parsed, stored, sealed_metadata, (patient, study, series))
-        _record_findings(staged, findings, parsed.modality, instance)
+        # The row first: an object received in memory is inserted here, in its final state.
         _finish(staged, StagedObject.Status.STORED, instance=instance, **identity)
+        _record_findings(staged, findings, parsed.modality, instance)
     except _Refused as refused:
         if stored is not None:
             object_delete(stored.key)
         status = StagedObject.Status.CONFLICT if refused.conflict_with else StagedObject.Status.REJECTED
-        _record_findings(staged, findings, parsed.modality, None)
+        if refused.conflict_with is not None and in_memory is not None:
+            # Kept for staff to resolve: now the bytes must be staged after all.
+            _stage_in_memory(staged, in_memory)
         _finish(
             staged, status, error_code=refused.code, error_message_zh=refused.message_zh,
             error_message_en=refused.message_en, **identity,
         )  # fmt: skip
+        _record_findings(staged, findings, parsed.modality, None)
         if refused.conflict_with is not None:
             IngestConflict.objects.create(
                 hospital=hospital, staged=staged, existing=refused.conflict_with, received_sha256=sha256
             )
-        else:
+        elif in_memory is None:
             _remove_staging_after_commit(staged)
         return IngestOutcome(staged, findings, parsed)
     except BaseException:
         if stored is not None:
             object_delete(stored.key)
         raise
-    _remove_staging_after_commit(staged)
+    if in_memory is None:
+        _remove_staging_after_commit(staged)
     return IngestOutcome(staged, findings, parsed)

@@ -8,17 +8,19 @@ wrapped key the stored bytes cannot be read.
 """
 
 import hashlib
+import os
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from botocore.exceptions import ClientError
 from django.conf import settings
 from django.core.files import File
-from django.core.files.storage import Storage, storages
+from django.core.files.storage import FileSystemStorage, Storage, storages
 from storages.backends.s3 import S3File
 
 from apps.imaging.crypto import (
@@ -72,10 +74,10 @@ def object_put(
 ) -> StoredObject:
     """Encrypt ``size`` bytes from ``source`` under a fresh data key and store them under a new opaque key.
 
-    The ciphertext goes through a temporary file (spilling to disk past 1 MiB) rather than straight to
-    the storage, because the storage API saves seekable files and S3 multipart uploads need known parts;
-    plaintext never touches the disk. A source holding more or fewer than ``size`` bytes raises
-    ValueError and stores nothing.
+    On the filesystem storage the ciphertext is written straight to the object's file and fsync'd. On
+    other storages it goes through a temporary file (spilling to disk past 1 MiB), because the storage
+    API saves seekable files and S3 multipart uploads need known parts. Plaintext never touches the
+    disk. A source holding more or fewer than ``size`` bytes raises ValueError and stores nothing.
     """
     chosen_suite: str = suite or settings.STORAGE_CIPHER or AES_256_GCM
     chosen_segment_size: int = segment_size or settings.STORAGE_SEGMENT_SIZE
@@ -93,16 +95,19 @@ def object_put(
         plaintext_size=size,
     )
     storage = _storage()
-    with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX_SIZE, dir=settings.FILE_UPLOAD_TEMP_DIR) as spool:
-        for piece in pieces:
-            spool.write(piece)
-        stored_size = spool.tell()
-        spool.seek(0)
-        saved_key = storage.save(key, File(spool, name=key))
-    if saved_key != key:
-        # A renamed object would be unreadable: the data key and every segment are bound to the key.
-        storage.delete(saved_key)
-        raise RuntimeError(f"The storage saved {key!r} as {saved_key!r}; object keys must be kept exactly.")
+    if isinstance(storage, FileSystemStorage):
+        stored_size = _write_durably(Path(storage.path(key)), pieces)
+    else:
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX_SIZE, dir=settings.FILE_UPLOAD_TEMP_DIR) as spool:
+            for piece in pieces:
+                spool.write(piece)
+            stored_size = spool.tell()
+            spool.seek(0)
+            saved_key = storage.save(key, File(spool, name=key))
+        if saved_key != key:
+            # A renamed object would be unreadable: the data key and every segment are bound to the key.
+            storage.delete(saved_key)
+            raise RuntimeError(f"The storage saved {key!r} as {saved_key!r}; object keys must be kept exactly.")
     return StoredObject(
         key=key,
         suite=chosen_suite,
@@ -112,6 +117,35 @@ def object_put(
         stored_size=stored_size,
         sha256=digest.hexdigest(),
     )
+
+
+def _write_durably(path: Path, pieces: Iterable[bytes]) -> int:
+    """Write a new object file straight from the cipher (no second copy through a spool) and make it
+    durable before the caller commits the row that names it: the file and its directory are fsync'd,
+    since the staged bytes are deleted once that row is committed. Written under a temporary name
+    and renamed, so a crash leaves either the whole object or no file under its key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.part")
+    size = 0
+    try:
+        with open(partial, "xb") as handle:
+            for piece in pieces:
+                handle.write(piece)
+                size += len(piece)
+            handle.flush()
+            os.fsync(handle.fileno())
+        if path.exists():
+            raise RuntimeError(f"{path.name} exists already; object keys are never reused.")
+        os.replace(partial, path)
+        directory = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return size
 
 
 def object_open(

@@ -243,6 +243,9 @@ DEMO_DATA_ALLOWED = True
 DICOM_MAX_OBJECT_SIZE = env_int("DICOM_MAX_OBJECT_SIZE", 4 * 1024**3)
 # The largest STOW-RS request body.
 STOW_MAX_REQUEST_SIZE = env_int("STOW_MAX_REQUEST_SIZE", 8 * 1024**3)
+# STOW-RS objects up to this size are ingested from memory and staged only when they must be kept
+# (a conflict for staff, a failure for the retry sweeper); larger ones stream through staging.
+STOW_IN_MEMORY_MAX_SIZE = env_int("STOW_IN_MEMORY_MAX_SIZE", 64 * 1024**2)
 
 CELERY_BEAT_SCHEDULE = {
     "ingest-retry-stale": {"task": "apps.imaging.tasks.ingest_retry_stale", "schedule": 300.0},
@@ -250,6 +253,12 @@ CELERY_BEAT_SCHEDULE = {
     "publication-manifest-sweep": {"task": "apps.reports.tasks.publication_manifest_sweep", "schedule": 120.0},
 }
 
+# Uploaded files past FILE_UPLOAD_MAX_MEMORY_SIZE are spooled sealed, never in plaintext, to
+# FILE_UPLOAD_TEMP_DIR (Django's TemporaryFileUploadHandler would write them as they came).
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "apps.imaging.spool.SealedFileUploadHandler",
+]
 # Zip uploads: caps against zip bombs.
 UPLOAD_ZIP_MAX_TOTAL = env_int("UPLOAD_ZIP_MAX_TOTAL", 16 * 1024**3)
 UPLOAD_ZIP_MAX_ENTRIES = env_int("UPLOAD_ZIP_MAX_ENTRIES", 100_000)
@@ -282,11 +291,18 @@ PORTAL_PUBLIC_ORIGIN = env_str("PORTAL_PUBLIC_ORIGIN", "http://127.0.0.1:8000") 
 PORTAL_SESSION_SECONDS = env_int("PORTAL_SESSION_SECONDS", 20 * 60)
 # Rate limits (count per window) and the lockout that follows.
 PORTAL_CODES_PER_PHONE_PER_HOUR = env_int("PORTAL_CODES_PER_PHONE_PER_HOUR", 5)
-PORTAL_CODES_PER_IP_PER_HOUR = env_int("PORTAL_CODES_PER_IP_PER_HOUR", 30)
 PORTAL_CODES_PER_TOKEN_PER_HOUR = env_int("PORTAL_CODES_PER_TOKEN_PER_HOUR", 5)
 PORTAL_CODES_PER_PHONE_PER_DAY = env_int("PORTAL_CODES_PER_PHONE_PER_DAY", 10)
 PORTAL_FAILURES_BEFORE_LOCK = env_int("PORTAL_FAILURES_BEFORE_LOCK", 10)
 PORTAL_LOCKOUT_SECONDS = env_int("PORTAL_LOCKOUT_SECONDS", 30 * 60)
+# Per client address: a hospital's Wi-Fi or a carrier's NAT puts hundreds of patients behind one
+# address, so these are generous (each patient's phone is guarded by the limits above); past
+# them the address is locked for PORTAL_LOCKOUT_SECONDS, for everyone behind it.
+PORTAL_CODES_PER_IP_PER_HOUR = env_int("PORTAL_CODES_PER_IP_PER_HOUR", 300)
+PORTAL_FAILURES_PER_IP_BEFORE_LOCK = env_int("PORTAL_FAILURES_PER_IP_BEFORE_LOCK", 100)
+# An SMS short link (/s/<token>) expires this many days after it was sent (0: never before the
+# service period ends); a QR token on the exam slip lives as long as the study's service period.
+PORTAL_SMS_LINK_TTL_DAYS = env_int("PORTAL_SMS_LINK_TTL_DAYS", 30)
 # Download links are valid this long after they are issued.
 PORTAL_DOWNLOAD_LINK_SECONDS = env_int("PORTAL_DOWNLOAD_LINK_SECONDS", 5 * 60)
 # WeChat official account (snsapi_base OAuth); empty app id switches the entry off.

@@ -10,6 +10,7 @@ import ipaddress
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,11 +28,13 @@ from pynetdicom.sop_class import CTImageStorage
 
 from apps.audit.models import AuditEvent
 from apps.audit.vocabulary import Action
+from apps.dicomweb import gateway as gateway_module
 from apps.dicomweb.gateway import gateway_start, gateway_stop, tls_context
 from apps.imaging.models import DicomNode, Instance, StagedObject
 from apps.tenants.context import hospital_context, platform_scope
 from tests.dicomweb.helpers import read_multipart, token_for
 from tests.imaging.dicom_factory import make_ct_series, make_ct_slice
+from tests.imaging.temporary_files import temporary_files
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -228,6 +231,49 @@ def test_data_sets_received_in_memory_are_staged_the_same(gateway, world, tmp_pa
     with hospital_context(world.first.hospital):
         assert StagedObject.objects.get().status == "stored"
         assert Instance.objects.get().sop_instance_uid == pydicom.dcmread(io.BytesIO(sent)).SOPInstanceUID
+
+
+def test_received_data_sets_never_reach_the_disk_in_plaintext(gateway, world, tmp_path, settings, monkeypatch):
+    temporary_directory = tmp_path / "temporary"
+    temporary_directory.mkdir()
+    # pynetdicom's own temporary files would land here, as would the gateway's sealed spools.
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary_directory))
+    settings.FILE_UPLOAD_TEMP_DIR = str(temporary_directory)
+    seen: list[Path] = []
+    stage = gateway_module.staged_object_create
+
+    def stage_and_look(**kwargs):
+        # The whole data set has arrived and is spooled, not yet staged.
+        files = temporary_files(temporary_directory)
+        seen.extend(files)
+        assert [path for path in files if b"Mingzi^Mimi" in path.read_bytes()] == []
+        return stage(**kwargs)
+
+    monkeypatch.setattr(gateway_module, "staged_object_create", stage_and_look)
+    sent = make_ct_series(2, PatientName="Mingzi^Mimi", Rows=512, Columns=512)
+    result = gateway.store(_write(tmp_path, sent))
+    assert result.returncode == 0, result.stderr
+    gateway.wait_until_idle()
+    assert seen, "the data sets were not spooled to the temporary directory"
+    assert temporary_files(temporary_directory) == []
+    with hospital_context(world.first.hospital):
+        assert sorted(StagedObject.objects.values_list("status", flat=True)) == ["stored", "stored"]
+
+
+def test_series_level_rules_run_once_the_association_ends(gateway, world, tmp_path):
+    from apps.imaging.models import ValidationFinding
+
+    gap = make_ct_series(5, slice_thickness=5.0, positions=[0.0, 5.0, 10.0, 25.0, 30.0])
+    even = make_ct_series(3, slice_thickness=5.0)
+    result = gateway.store(_write(tmp_path, gap + even))
+    assert result.returncode == 0, result.stderr
+    gateway.wait_until_idle()
+    with hospital_context(world.first.hospital):
+        assert list(StagedObject.objects.values_list("status", flat=True)) == ["stored"] * 8
+        [finding] = ValidationFinding.objects.filter(code="SLICE_SPACING_INCONSISTENT")
+        gap_series = pydicom.dcmread(io.BytesIO(gap[0])).SeriesInstanceUID
+        assert finding.instance is not None and finding.instance.series.series_instance_uid == gap_series
+        assert finding.staged.batch == StagedObject.objects.first().batch
 
 
 def test_a_transfer_is_audited_without_patient_data(gateway, world, tmp_path):

@@ -176,7 +176,22 @@ def test_source_shorter_than_declared_stores_nothing(local_storage, hospital_key
     with pytest.raises(ValueError, match="declared"):
         object_put(hospital_key=hospital_key, source=io.BytesIO(b"short"), size=6)
 
-    assert not os.path.exists(local_storage.location) or not any(os.scandir(local_storage.location))
+    # No object and no partial file (the object's directory may have been made already).
+    files = [name for _root, _dirs, names in os.walk(local_storage.location) for name in names]
+    assert files == []
+
+
+def test_a_stored_object_is_written_under_its_key_only(local_storage, hospital_key: bytes):
+    stored = object_put(hospital_key=hospital_key, source=io.BytesIO(b"dicom bytes"), size=11)
+
+    files = [
+        os.path.relpath(os.path.join(root, name), local_storage.location)
+        for root, _dirs, names in os.walk(local_storage.location)
+        for name in names
+    ]
+    assert files == [stored.key]
+    assert os.path.getsize(os.path.join(local_storage.location, stored.key)) == stored.stored_size
+    assert read_back(stored, hospital_key) == b"dicom bytes"
 
 
 def test_delete_removes_the_object(local_storage, hospital_key: bytes):
