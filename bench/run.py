@@ -532,6 +532,7 @@ def main() -> int:
     parser.add_argument(
         "--conn-max-age", type=int, help="DB_CONN_MAX_AGE for our server (default: the settings' default)"
     )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn sync workers for our server (default 2)")
     parser.add_argument("--no-analyze", action="store_true", help="skip ANALYZE of our database before (c)-(e)")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (not the database)")
@@ -545,7 +546,7 @@ def main() -> int:
 
     began = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="yingxiang-bench-"))
-    orthanc, ours = Orthanc(workdir), Ours(workdir, conn_max_age=args.conn_max_age)
+    orthanc, ours = Orthanc(workdir), Ours(workdir, workers=args.workers, conn_max_age=args.conn_max_age)
     results: dict[str, Any] = {
         "settings": settings,
         "machine": machine(),
@@ -566,7 +567,7 @@ def main() -> int:
             f"  CT series {series.nbytes / MB:.1f} MB, small studies {studies.nbytes / MB:.1f} MB "
             f"({len(studies.instances[0])} bytes each)"
         )
-        log(f"starting Orthanc and 影像云 (gunicorn, 2 workers) under {workdir}")
+        log(f"starting Orthanc and 影像云 (gunicorn, {args.workers} workers) under {workdir}")
         orthanc.start()
         ours.start(synth.INSTITUTION)
         results["versions"] = {**orthanc.versions(), **ours.versions()}

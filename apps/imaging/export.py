@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from pydicom import dcmread
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.fileset import FileSet
@@ -123,8 +124,10 @@ def _file_set(hospital: Any, instances: list[Instance]) -> tuple[bytes, list[_En
         header = unseal_metadata(hospital, bytes(instance.metadata_sealed))
         file_set.add(_stand_in(header, instance.transfer_syntax_uid))
         stored_by_uid[instance.sop_instance_uid] = instance_stored_object(instance)
-    with tempfile.TemporaryDirectory(prefix="export-") as directory:
-        # The stand-ins pydicom writes beside its DICOMDIR are headers only, removed at once.
+    # pydicom writes a file-set only to a directory: its DICOMDIR and the stand-ins beside it name
+    # the patient, so they go to memory-backed scratch space (EXPORT_SCRATCH_DIR, /dev/shm by
+    # default), never to a disk, and are removed at once.
+    with tempfile.TemporaryDirectory(prefix="export-", dir=settings.EXPORT_SCRATCH_DIR) as directory:
         file_set.write(directory)
         dicomdir = dcmread(Path(directory) / "DICOMDIR")
     entries = []

@@ -177,3 +177,23 @@ def test_a_study_of_another_hospital_exports_nothing(ct_and_mr, world):
     # Row-level security: in the other hospital's context the study's instances are invisible.
     with hospital_context(world.second.hospital), pytest.raises(ExportError):
         study_export_chunks(study=study)
+
+
+def test_the_dicomdir_is_built_in_the_scratch_directory_only(ct_and_mr, settings, tmp_path, monkeypatch):
+    """pydicom writes the DICOMDIR (which names the patient) to a directory: the configured
+    memory-backed scratch space, nowhere else, and nothing is left there afterwards."""
+    study, _blobs = ct_and_mr
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    settings.EXPORT_SCRATCH_DIR = str(scratch)
+    written_to: list[Path] = []
+    write = FileSet.write
+
+    def recording_write(self, path=None, *args, **kwargs):
+        written_to.append(Path(path))
+        return write(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(FileSet, "write", recording_write)
+    export_zip(study)
+    assert len(written_to) == 1 and written_to[0].parent == scratch
+    assert list(scratch.iterdir()) == []
