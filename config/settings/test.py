@@ -22,3 +22,7 @@ STORAGES["default"]["OPTIONS"] = {"location": str(VAR_DIR / "storage")}  # noqa:
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
 STAGING_DIR = VAR_DIR / "staging"
+# Live-server threads close their database connection after each request: a browser or HTTP
+# client keeping its connection alive would otherwise hold one open into the test database's
+# teardown (DROP DATABASE refuses while a session is connected).
+DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
