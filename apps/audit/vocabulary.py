@@ -62,6 +62,7 @@ class Action(models.TextChoices):
     STUDY_OPENED = "study_opened", _("Study opened in viewer")
     STUDY_DOWNLOADED = "study_downloaded", _("Study downloaded")
     STUDY_ACCESS_EXPIRED = "study_access_expired", _("Access refused: service period ended")
+    PATIENT_ENTRY_REFUSED = "patient_entry_refused", _("Patient entry refused")
     CODE_ISSUED = "code_issued", _("Verification code issued")
     CODE_ACCEPTED = "code_accepted", _("Verification code accepted")
     CODE_REJECTED = "code_rejected", _("Verification code rejected")
@@ -144,6 +145,10 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     Action.STUDY_OPENED: DicomEvent("110103", "DICOM Instances Accessed", action_code="R"),
     Action.STUDY_DOWNLOADED: DicomEvent("110106", "Export", action_code="R"),
     Action.STUDY_ACCESS_EXPIRED: DicomEvent(*_SECURITY, "110132", "Use of Restricted Function"),
+    # An entry token (QR code, SMS link) is the first step of a patient's sign-in, like a share
+    # link (SHARE_OPENED): one that no longer works (study not published, link expired) is a
+    # refused login attempt (User Authentication, outcome minor failure), not a security alert.
+    Action.PATIENT_ENTRY_REFUSED: DicomEvent(*_AUTH, "110122", "Login"),
     Action.CODE_ISSUED: DicomEvent(*_AUTH, "110122", "Login", "C"),
     Action.CODE_ACCEPTED: DicomEvent(*_AUTH, "110122", "Login"),
     Action.CODE_REJECTED: DicomEvent(*_AUTH, "110122", "Login"),

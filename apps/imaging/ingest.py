@@ -14,7 +14,7 @@ import io
 import logging
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, BinaryIO
 
@@ -553,20 +553,35 @@ def staged_object_process(
     if staged.is_final:
         return IngestOutcome(staged)
     policy = policy or validation_policy(staged.hospital)
-    for attempt in (1, 2):
+
+    def attempt(work: IngestBatch) -> IngestOutcome:
+        outcome = _process(staged, expected_study_uid, policy, work)
+        if own_batch:
+            ingest_batch_flush(batch=work)
+        return outcome
+
+    return _attempted_twice(batch, attempt, before_retry=staged.refresh_from_db)
+
+
+def _attempted_twice(
+    batch: IngestBatch, attempt: Callable[[IngestBatch], IngestOutcome], *, before_retry: Callable[[], None]
+) -> IngestOutcome:
+    """Run ``attempt`` in a savepoint on a copy of ``batch``, adopted only if it succeeds.
+
+    A concurrent ingest of the same patient, study, series or instance that commits first breaks a
+    unique constraint: the attempt is rolled back whole and made once more, finding that ingest's
+    rows, and this time looking SOP Instance UIDs up one by one rather than in the batch's lists.
+    """
+    for number in (1, 2):
         work = batch.fork()
-        work.trust_series_instances = attempt == 1 and batch.trust_series_instances
+        work.trust_series_instances = number == 1 and batch.trust_series_instances
         try:
             with transaction.atomic():
-                outcome = _process(staged, expected_study_uid, policy, work)
-                if own_batch:
-                    ingest_batch_flush(batch=work)
+                outcome = attempt(work)
         except IntegrityError:
-            # A concurrent ingest of the same patient, study, series or instance committed
-            # first: this attempt was rolled back whole, and the next one finds its rows.
-            staged.refresh_from_db()
-            if attempt == 2:
+            if number == 2:
                 raise
+            before_retry()
             continue
         batch.adopt(work)
         return outcome
@@ -595,23 +610,15 @@ def received_object_ingest(
     """
     digest = hashlib.sha256(data).hexdigest()
     public_id = uuid.uuid4()
-    for attempt in (1, 2):
+
+    def attempt(work: IngestBatch) -> IngestOutcome:
+        # A new row each time: an INSERT of a rolled-back attempt left its primary key behind.
         staged = StagedObject(
             hospital=hospital, public_id=public_id, source=source, batch=batch_id, size=len(data), sha256=digest
         )
-        work = batch.fork()
-        work.trust_series_instances = attempt == 1 and batch.trust_series_instances
-        try:
-            with transaction.atomic():
-                outcome = _process_source(staged, io.BytesIO(data), expected_study_uid, policy, work, data)
-        except IntegrityError:
-            # As in staged_object_process: a concurrent ingest committed first; try once more.
-            if attempt == 2:
-                raise
-            continue
-        batch.adopt(work)
-        return outcome
-    raise AssertionError("unreachable")
+        return _process_source(staged, io.BytesIO(data), expected_study_uid, policy, work, data)
+
+    return _attempted_twice(batch, attempt, before_retry=lambda: None)
 
 
 def received_object_keep(*, hospital: Hospital, source: str, data: bytes, batch_id: uuid.UUID) -> StagedObject:

@@ -8,11 +8,10 @@ wrapped key the stored bytes cannot be read.
 """
 
 import hashlib
-import os
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,6 +34,7 @@ from apps.imaging.crypto import (
     unwrap_key,
     wrap_key,
 )
+from apps.imaging.durable import write_durably
 
 OBJECT_KEY_PATTERN = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{32}$")
 # Ciphertext beyond this spills from memory to a temporary file while an upload is prepared.
@@ -96,7 +96,8 @@ def object_put(
     )
     storage = _storage()
     if isinstance(storage, FileSystemStorage):
-        stored_size = _write_durably(Path(storage.path(key)), pieces)
+        # Durable before the caller commits the row that names it: the staged copy goes then.
+        stored_size = write_durably(Path(storage.path(key)), pieces, new=True)
     else:
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX_SIZE, dir=settings.FILE_UPLOAD_TEMP_DIR) as spool:
             for piece in pieces:
@@ -117,35 +118,6 @@ def object_put(
         stored_size=stored_size,
         sha256=digest.hexdigest(),
     )
-
-
-def _write_durably(path: Path, pieces: Iterable[bytes]) -> int:
-    """Write a new object file straight from the cipher (no second copy through a spool) and make it
-    durable before the caller commits the row that names it: the file and its directory are fsync'd,
-    since the staged bytes are deleted once that row is committed. Written under a temporary name
-    and renamed, so a crash leaves either the whole object or no file under its key."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.part")
-    size = 0
-    try:
-        with open(partial, "xb") as handle:
-            for piece in pieces:
-                handle.write(piece)
-                size += len(piece)
-            handle.flush()
-            os.fsync(handle.fileno())
-        if path.exists():
-            raise RuntimeError(f"{path.name} exists already; object keys are never reused.")
-        os.replace(partial, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    return size
 
 
 def object_open(

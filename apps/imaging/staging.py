@@ -27,6 +27,7 @@ from apps.imaging.crypto import (
     unwrap_key,
     wrap_key,
 )
+from apps.imaging.durable import write_durably
 
 
 class StagingTooLarge(Exception):
@@ -60,9 +61,6 @@ def staging_write(
 
     Writes to a temporary name and renames, so a staged file is either complete or absent.
     """
-    path = staging_path(public_id)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
     suite: str = settings.STORAGE_CIPHER or AES_256_GCM
     data_key = new_key(suite)
     object_id = _object_id(public_id)
@@ -73,22 +71,11 @@ def staging_write(
     )
     digest = hashlib.sha256()
     sizes: list[int] = []
-    try:
-        with open(partial, "wb") as handle:
-            plaintext = _counted(chunks, digest, max_size, sizes)
-            for piece in stream_encrypt(chunks=plaintext, key=data_key, header=header, object_id=object_id):
-                handle.write(piece)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
+    plaintext = _counted(chunks, digest, max_size, sizes)
+    write_durably(
+        staging_path(public_id),
+        stream_encrypt(chunks=plaintext, key=data_key, header=header, object_id=object_id),
+    )
     return sizes[0], digest.hexdigest()
 
 

@@ -15,15 +15,17 @@ from apps.audit.vocabulary import Action, EntryPoint
 from apps.imaging.keys import blind_index
 from apps.imaging.models import Patient, Study
 from apps.portal.models import EntryToken
+from apps.portal.policy import policy_for
 from apps.portal.qr import qr_png, qr_svg
-from apps.portal.services import entry_token_create, entry_token_url, patient_contact_update
+from apps.portal.services import entry_token_create, entry_token_expires_on, entry_token_url, patient_contact_update
 from apps.tenants.access import get_for_hospital_or_404
 from apps.tenants.api import HospitalAPIView
 
 
 class StudyEntryTokenView(HospitalAPIView):
     """``POST /api/<code>/portal/studies/<StudyInstanceUID>/entry-token``: a new opaque QR token
-    for the study (shown once), its URL, and the QR as SVG and base64 PNG."""
+    for the study (shown once), its URL, the QR as SVG and base64 PNG, and ``expires_on``, the
+    last day the token works (ISO date; the end of the study's service period)."""
 
     required_scopes: ClassVar[dict[str, str]] = {"POST": "write"}
 
@@ -41,6 +43,7 @@ class StudyEntryTokenView(HospitalAPIView):
                 "token_id": str(entry.public_id),
                 "study": str(study.public_id),
                 "url": url,
+                "expires_on": entry_token_expires_on(entry, policy_for(self.hospital)).isoformat(),
                 "qr_svg": qr_svg(url),
                 "qr_png_base64": base64.b64encode(qr_png(url)).decode(),
                 "docs": reverse("portal:index"),

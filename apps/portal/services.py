@@ -115,9 +115,10 @@ def entry_token_refusal(*, request: HttpRequest, entry: EntryToken) -> EntryRefu
 
     A study that is not (or no longer) published to its patient (not yet reported, withdrawn,
     report entered in error) sends no code: a withdrawn study's link must not text the patient.
-    The refusal is one event, CODE_ISSUED with outcome minor failure and ``refused`` naming the
-    reason (STUDY_ACCESS_EXPIRED past the service period, as on the study pages). The token's
-    hospital must be the active one (the study is read under its row-level security)."""
+    The refusal is one event with outcome minor failure and ``refused`` naming the reason:
+    PATIENT_ENTRY_REFUSED, or STUDY_ACCESS_EXPIRED past the service period (as on the study
+    pages). The token's hospital must be the active one (the study is read under its row-level
+    security)."""
     study = entry.study
     policy = policy_for(entry.hospital)
     today = timezone.localdate()
@@ -134,7 +135,11 @@ def entry_token_refusal(*, request: HttpRequest, entry: EntryToken) -> EntryRefu
     if refusal == EntryRefusal.SERVICE_PERIOD_ENDED:
         details["period_end"] = service_period_end(study, policy).isoformat()
     audit_record(
-        action=Action.STUDY_ACCESS_EXPIRED if refusal == EntryRefusal.SERVICE_PERIOD_ENDED else Action.CODE_ISSUED,
+        action=(
+            Action.STUDY_ACCESS_EXPIRED
+            if refusal == EntryRefusal.SERVICE_PERIOD_ENDED
+            else Action.PATIENT_ENTRY_REFUSED
+        ),
         request=request, hospital=entry.hospital, actor_role="patient", entry_point=EntryPoint.PORTAL,
         outcome=Outcome.MINOR_FAILURE, object_type="study", object_id=str(study.public_id), details=details,
     )  # fmt: skip

@@ -12,8 +12,9 @@ from apps.audit.vocabulary import Action, EntryPoint
 from apps.core.decorators import hospital_staff_required
 from apps.imaging.models import Study
 from apps.portal.models import EntryToken
+from apps.portal.policy import policy_for
 from apps.portal.qr import qr_png, qr_svg
-from apps.portal.services import entry_token_create, entry_token_url
+from apps.portal.services import entry_token_create, entry_token_expires_on, entry_token_url
 from apps.tenants.access import get_for_hospital_or_404
 
 
@@ -32,7 +33,7 @@ def _study(request: HttpRequest) -> Study:
 @require_http_methods(["GET", "POST"])
 def slip(request: HttpRequest) -> HttpResponse:
     """GET: find the study (``?study=<public id>`` or ``?uid=<StudyInstanceUID>``); POST: a new
-    QR token for it, shown as SVG and PNG to print on the exam slip."""
+    QR token for it, shown as SVG and PNG to print on the exam slip with the last day it works."""
     hospital = request.hospital  # type: ignore[attr-defined]
     if request.method == "GET" and not (request.GET.get("uid") or request.GET.get("study")):
         return render(request, "portal/staff_slip.html", {"hospital": hospital})
@@ -50,5 +51,6 @@ def slip(request: HttpRequest) -> HttpResponse:
             url=url,
             svg=mark_safe(qr_svg(url)),  # noqa: S308 (our own markup from our own URL)
             png=base64.b64encode(qr_png(url)).decode(),
+            expires_on=entry_token_expires_on(entry, policy_for(hospital)),
         )
     return render(request, "portal/staff_slip.html", context)

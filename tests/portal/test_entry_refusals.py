@@ -108,8 +108,8 @@ def test_token_of_an_unpublished_study_sends_no_code(
     # One refusal event per request, and nothing else (no code issued, no lock).
     events = _events(hospital)[events_before:]
     assert [(event.action, event.outcome, event.details.get("refused")) for event in events] == [
-        (Action.CODE_ISSUED, 4, "not_published"),
-        (Action.CODE_ISSUED, 4, "not_published"),
+        (Action.PATIENT_ENTRY_REFUSED, 4, "not_published"),
+        (Action.PATIENT_ENTRY_REFUSED, 4, "not_published"),
     ]
     assert all(event.object_id == str(study.public_id) and PHONE not in str(event.details) for event in events)
 
@@ -196,8 +196,8 @@ def test_sms_link_expires_after_its_lifetime(client, world, patient, study, sett
     assert _sent(hospital) == before
     events = _events(hospital)[events_before:]
     assert [(event.action, event.outcome, event.details.get("refused")) for event in events] == [
-        (Action.CODE_ISSUED, 4, "link_expired"),
-        (Action.CODE_ISSUED, 4, "link_expired"),
+        (Action.PATIENT_ENTRY_REFUSED, 4, "link_expired"),
+        (Action.PATIENT_ENTRY_REFUSED, 4, "link_expired"),
     ]
     assert events[0].details["token"] == str(entry.public_id)
 
