@@ -79,6 +79,23 @@ def _acting_for_event(hospital: Hospital | None) -> Iterator[None]:
             activate_hospital(previous)
 
 
+@contextmanager
+def _append_transaction(hospital: Hospital | None) -> Iterator[None]:
+    """The savepoint an append runs in, acting for the event's chain.
+
+    When the transaction already acts for that hospital (nearly always), one savepoint. Otherwise
+    the switch of hospital sits between two: the inner one rolls back a failed append before the
+    previous hospital is restored, inside the outer one.
+    """
+    previous = current_hospital()
+    if (previous.pk if previous else None) == (hospital.pk if hospital else None):
+        with transaction.atomic():
+            yield
+        return
+    with transaction.atomic(), _acting_for_event(hospital), transaction.atomic():
+        yield
+
+
 def _lock_head(chain: str) -> AuditChainHead:
     try:
         return AuditChainHead.objects.select_for_update().get(chain=chain)
@@ -121,8 +138,7 @@ def audit_record(
     clean_details = _scrub(json.loads(canonical_json(details or {})))
     dicom = DICOM_EVENTS[action]
     chain = chain_name(hospital.pk if hospital else None)
-    # The inner savepoint rolls back a failed append before the previous hospital is restored.
-    with transaction.atomic(), _acting_for_event(hospital), transaction.atomic():
+    with _append_transaction(hospital):
         head = _lock_head(chain)
         event = AuditEvent(
             public_id=uuid.uuid4(),

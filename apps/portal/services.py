@@ -299,19 +299,25 @@ def wechat_patient(*, hospital: Hospital, openid: str) -> Patient | None:
 
 
 def wechat_bind(*, request: HttpRequest | None, hospital: Hospital, patient: Patient, openid: str) -> None:
-    """Bind an openid to the patient who just verified a code (rebinding moves it), audited."""
+    """Bind an openid to the patient who just verified a code, audited WECHAT_BOUND: a new
+    openid (also a second WeChat account of the same patient) adds a binding; an openid bound to
+    another patient moves, and the event names that patient's public id (``moved_from``) so the
+    trail shows who lost the binding. The same openid bound again to its patient changes
+    nothing and records nothing. Neither the openid nor its hash is recorded."""
     digest = keyed_hash("openid", f"{hospital.public_id}:{openid}")
     with transaction.atomic():
         binding = WeChatBinding.objects.for_hospital(hospital).select_for_update().filter(openid_hash=digest).first()
         if binding is not None and binding.patient_id == patient.pk:
             return
+        details: dict[str, Any] = {}
         if binding is None:
             WeChatBinding.objects.create(hospital=hospital, patient=patient, openid_hash=digest)
         else:
+            details["moved_from"] = str(binding.patient.public_id)
             binding.patient = patient
             binding.save(update_fields=["patient"])
         audit_record(
             action=Action.WECHAT_BOUND, request=request, hospital=hospital, actor_name=f"patient:{patient.public_id}",
             actor_role="patient", entry_point=EntryPoint.PORTAL, object_type="patient",
-            object_id=str(patient.public_id),
+            object_id=str(patient.public_id), details=details,
         )  # fmt: skip

@@ -1,6 +1,6 @@
 from collections.abc import Callable
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.http import HttpRequest, HttpResponse
 
 from apps.tenants import context
@@ -27,7 +27,10 @@ class TenantContextMiddleware:
                 response = self.get_response(request)
                 if response.status_code >= 500:
                     transaction.set_rollback(True)
-                context.clear()
+                if len(connection.atomic_blocks) > 1:
+                    # Inside an outer transaction (a test's): the settings would outlive this
+                    # request's block. As the outermost block, its COMMIT or ROLLBACK ends them.
+                    context.clear()
         finally:
             context.reset()
         return response

@@ -112,6 +112,8 @@ def test_token_of_an_unpublished_study_sends_no_code(
         (Action.PATIENT_ENTRY_REFUSED, 4, "not_published"),
     ]
     assert all(event.object_id == str(study.public_id) and PHONE not in str(event.details) for event in events)
+    # A refused login attempt in DICOM terms (User Authentication / Login), not a code issued.
+    assert {(event.event_id, event.event_type, event.action_code) for event in events} == {("110114", "110122", "E")}
 
 
 def test_unpublished_page_says_neither_why_nor_whose(client, world, patient, make_published_study):

@@ -1,6 +1,7 @@
 """QR tokens from the staff screen and the hospital API; SMS short links."""
 
 import base64
+from datetime import date
 
 import pytest
 from django.urls import reverse
@@ -28,6 +29,16 @@ def test_api_issues_a_qr_token_that_leads_to_the_study(
         assert client.post(path).status_code == 302
     response = client.post(reverse("portal:verify", args=["first"]), {"code": last_code(PHONE)})
     assert response["Location"] == reverse("portal:study", args=["first", study.public_id])
+
+
+def test_api_says_until_when_the_qr_token_works(client, world, patient, make_published_study):
+    """The end of the study's service period (30 years for an inpatient exam), as an ISO date."""
+    study = make_published_study(patient, study_date=date(2026, 3, 2), encounter="inpatient")
+    token = token_for(world.first.hospital)
+    url = reverse("portal_api:entry_token", args=["first", study.study_instance_uid])
+    response = client.post(url, HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 201
+    assert response.json()["expires_on"] == "2056-03-01"
 
 
 def test_api_token_of_another_hospital_is_404(client, world, study):
@@ -63,6 +74,26 @@ def test_staff_screen_prints_a_qr(client, world, study, sign_in):
         entry = EntryToken.objects.get()
     raw = html.split("/portal/first/q/", 1)[1].split("/", 1)[0]
     assert raw not in entry.token_hash and len(raw) >= 32
+
+
+@pytest.mark.parametrize(
+    ("language", "sentence"),
+    [
+        ("zh-hans", "此二维码有效期至2041-03-01（含当日）。"),
+        ("en", "This code can be used until 2041-03-01 (inclusive)."),
+    ],
+    ids=["zh", "en"],
+)
+def test_staff_slip_says_until_when_the_qr_works(client, world, patient, make_published_study, sign_in,
+                                                 language, sentence):  # fmt: skip
+    """An outpatient exam: the code works for the 15-year service period, to the day before."""
+    study = make_published_study(patient, study_date=date(2026, 3, 2))
+    sign_in(world.first["technologist"])
+    response = client.post(
+        reverse("portal:staff_slip", args=["first"]), {"study": str(study.public_id)}, HTTP_ACCEPT_LANGUAGE=language
+    )
+    assert response.status_code == 200
+    assert f'<p id="qr-expires">{sentence}</p>' in response.content.decode()
 
 
 def test_staff_of_another_hospital_gets_403_or_404(client, world, study, sign_in):

@@ -1,5 +1,6 @@
 """WeChat snsapi_base OAuth against a local fake WeChat server: the openid is bound after the
-first verified sign-in; later a bound openid gets a code sent to the phone on record."""
+first verified sign-in; later a bound openid gets a code sent to the phone on record. Every
+change of a binding is audited WECHAT_BOUND, without the openid."""
 
 import json
 import threading
@@ -7,22 +8,28 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 
 from apps.audit.models import AuditEvent
 from apps.audit.vocabulary import Action
 from apps.portal.models import WeChatBinding
+from apps.portal.services import wechat_bind, wechat_patient
 from apps.tenants.context import hospital_context
 from tests.portal.conftest import PHONE, last_code, sms_to
 
 pytestmark = pytest.mark.django_db
 
 OPENID = "oUpF8uMuAJO_M2pxb1Q9zNjWeS6o"
+# A second WeChat account (another phone of the same patient, say): another code, another openid.
+OTHER_OPENID = "oUpF8uAnotherAccount0000000x"
+OPENIDS = {"good-code": OPENID, "other-code": OTHER_OPENID}
 
 
 @pytest.fixture
 def fake_wechat(settings):
-    """Answers the token exchange for code 'good-code' with OPENID, anything else with errcode."""
+    """Answers the token exchange for the codes of OPENIDS with their openid, anything else
+    with errcode."""
     seen: list[dict[str, str]] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -32,13 +39,10 @@ def fake_wechat(settings):
         def do_GET(self):
             query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
             seen.append(query)
-            ok = (
-                query.get("code") == "good-code"
-                and query.get("secret") == "wx-secret"
-                and query.get("appid") == "wx123"
-            )
+            openid = OPENIDS.get(query.get("code", ""))
+            ok = openid is not None and query.get("secret") == "wx-secret" and query.get("appid") == "wx123"
             body = json.dumps(
-                {"openid": OPENID, "access_token": "t", "scope": "snsapi_base"}
+                {"openid": openid, "access_token": "t", "scope": "snsapi_base"}
                 if ok
                 else {"errcode": 40029, "errmsg": "invalid code"}
             ).encode()
@@ -91,6 +95,64 @@ def test_first_visit_binds_after_verification_then_skips_typing(
     assert len(sms_to(PHONE)) == sent + 1
     response = client.post(reverse("portal:verify", args=["first"]), {"code": last_code(PHONE)})
     assert response["Location"] == reverse("portal:home", args=["first"])
+    # Signing in with the bound openid binds nothing again.
+    with hospital_context(world.first.hospital):
+        assert WeChatBinding.objects.count() == 1
+        assert AuditEvent.objects.filter(action=Action.WECHAT_BOUND).count() == 1
+
+
+def _bound_events(hospital) -> list[AuditEvent]:
+    with hospital_context(hospital):
+        return list(AuditEvent.objects.filter(action=Action.WECHAT_BOUND).order_by("sequence"))
+
+
+def test_a_second_wechat_account_of_the_same_patient_is_bound_and_audited(
+    client, world, patient, study, fake_wechat, request_code
+):
+    for code in ("good-code", "other-code"):
+        browser = Client()
+        state = _start(browser)
+        callback = browser.get(reverse("portal:wechat_callback", args=["first"]), {"code": code, "state": state})
+        assert callback["Location"] == reverse("portal:login", args=["first"])
+        request_code(on=browser)
+        browser.post(reverse("portal:verify", args=["first"]), {"code": last_code(PHONE)})
+    hospital = world.first.hospital
+    with hospital_context(hospital):
+        assert list(WeChatBinding.objects.values_list("patient", flat=True)) == [patient.patient.pk] * 2
+    events = _bound_events(hospital)
+    assert [(event.object_type, event.object_id, event.details) for event in events] == [
+        ("patient", str(patient.patient.public_id), {}),
+        ("patient", str(patient.patient.public_id), {}),
+    ]
+    for event in events:
+        assert OPENID not in str(event.details) + event.actor_name
+        assert OTHER_OPENID not in str(event.details) + event.actor_name
+
+
+def test_binding_the_same_openid_again_to_its_patient_records_nothing(world, patient):
+    hospital = world.first.hospital
+    with hospital_context(hospital):
+        wechat_bind(request=None, hospital=hospital, patient=patient.patient, openid=OPENID)
+        wechat_bind(request=None, hospital=hospital, patient=patient.patient, openid=OPENID)
+        assert WeChatBinding.objects.count() == 1
+    assert len(_bound_events(hospital)) == 1
+
+
+def test_an_openid_moved_to_another_patient_is_audited_with_the_previous_one(world, patient, make_patient):
+    hospital = world.first.hospital
+    other = make_patient(hospital, phone="13900139000", id_number="110101198501015678", name="李四")
+    with hospital_context(hospital):
+        wechat_bind(request=None, hospital=hospital, patient=patient.patient, openid=OPENID)
+        wechat_bind(request=None, hospital=hospital, patient=other.patient, openid=OPENID)
+        assert WeChatBinding.objects.get().patient_id == other.patient.pk
+        assert wechat_patient(hospital=hospital, openid=OPENID) == other.patient
+    moved = _bound_events(hospital)[-1]
+    assert (moved.object_id, moved.actor_name, moved.details) == (
+        str(other.patient.public_id),
+        f"patient:{other.patient.public_id}",
+        {"moved_from": str(patient.patient.public_id)},
+    )
+    assert OPENID not in str(moved.details) and "13900139000" not in str(moved.details)
 
 
 def test_bad_state_or_code_is_refused_cleanly(client, world, fake_wechat):
