@@ -24,12 +24,12 @@ from rest_framework.request import Request
 
 from apps.dicomweb.base import DicomWebView, json_error
 from apps.dicomweb.multipart import ContentType, encode_part_header, parse_content_type
-from apps.dicomweb.wado import stored_object
 from apps.imaging import selectors
 from apps.imaging.dicom.part10 import EXPLICIT_VR_LITTLE_ENDIAN, NATIVE_TRANSFER_SYNTAXES
 from apps.imaging.keys import hospital_key
 from apps.imaging.metadata import unseal_metadata
 from apps.imaging.models import Instance
+from apps.imaging.objectstore import instance_stored_object
 from apps.imaging.pixels import (
     ImageGeometry,
     PixelData,
@@ -131,7 +131,7 @@ def pixel_data_open(hospital: Hospital, loaded: ImageInstance) -> PixelData:
         if instance.pixel_data_offset is not None:
             return pixel_data_at(
                 hospital_key=hospital_key(hospital),
-                stored=stored_object(instance),
+                stored=instance_stored_object(instance),
                 transfer_syntax_uid=instance.transfer_syntax_uid,
                 geometry=loaded.geometry,
                 value_position=instance.pixel_data_offset,
@@ -139,7 +139,7 @@ def pixel_data_open(hospital: Hospital, loaded: ImageInstance) -> PixelData:
             )
         pixel_data = pixel_data_locate(
             hospital_key=hospital_key(hospital),
-            stored=stored_object(instance),
+            stored=instance_stored_object(instance),
             transfer_syntax_uid=instance.transfer_syntax_uid,
             geometry=loaded.geometry,
         )

@@ -20,7 +20,7 @@ from apps.imaging import selectors
 from apps.imaging.keys import hospital_key
 from apps.imaging.metadata import BULK_DATA_PLACEHOLDER, unseal_metadata
 from apps.imaging.models import Instance
-from apps.imaging.objectstore import StoredObject, object_open
+from apps.imaging.objectstore import StoredObject, instance_stored_object, object_open
 from apps.tenants.models import Hospital
 
 
@@ -46,14 +46,6 @@ def _accepted_transfer_syntaxes(accept: str) -> set[str] | None:
     if not acceptable:
         raise ValueError(accept)
     return syntaxes
-
-
-def stored_object(instance: Instance) -> StoredObject:
-    return StoredObject(
-        key=instance.storage_key, suite=instance.cipher, wrapped_data_key=bytes(instance.wrapped_data_key),
-        segment_size=instance.segment_size, plaintext_size=instance.size, stored_size=instance.stored_size,
-        sha256=instance.sha256,
-    )  # fmt: skip
 
 
 def _multipart_stream(key: bytes, items: list[tuple[StoredObject, str]], boundary: str) -> Iterator[bytes]:
@@ -105,7 +97,7 @@ class RetrieveView(DicomWebView):
         )  # fmt: skip
         boundary = uuid.uuid4().hex
         key = hospital_key(self.hospital)
-        items = [(stored_object(i), i.transfer_syntax_uid) for i in instances]
+        items = [(instance_stored_object(i), i.transfer_syntax_uid) for i in instances]
         response = StreamingHttpResponse(
             _multipart_stream(key, items, boundary),
             content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',

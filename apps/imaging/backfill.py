@@ -20,7 +20,7 @@ from apps.imaging.dicom.part10 import (
 )
 from apps.imaging.keys import hospital_key
 from apps.imaging.models import Instance
-from apps.imaging.objectstore import StoredObject
+from apps.imaging.objectstore import StoredObject, instance_stored_object
 from apps.imaging.pixels import _StoredObjectReader
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
@@ -76,14 +76,6 @@ class _StoredObjectFile(io.RawIOBase):
         return len(data)
 
 
-def _stored_object(instance: Instance) -> StoredObject:
-    return StoredObject(
-        key=instance.storage_key, suite=instance.cipher, wrapped_data_key=bytes(instance.wrapped_data_key),
-        segment_size=instance.segment_size, plaintext_size=instance.size, stored_size=instance.stored_size,
-        sha256=instance.sha256,
-    )  # fmt: skip
-
-
 def _pending(hospital: Hospital, *, after_id: int, batch_size: int) -> list[Instance]:
     with hospital_context(hospital):
         return list(
@@ -119,7 +111,7 @@ def pixel_offsets_backfill(*, hospital: Hospital, batch_size: int = 200) -> Back
         for instance in batch:
             result.scanned += 1
             try:
-                with _StoredObjectFile(key=key, stored=_stored_object(instance)) as stream:
+                with _StoredObjectFile(key=key, stored=instance_stored_object(instance)) as stream:
                     layout = scan_part10(cast(BinaryIO, stream))
             except Exception as error:  # noqa: BLE001 - one bad object must not stop the others
                 # The error's text may quote the object's bytes; its type and the opaque id are enough.

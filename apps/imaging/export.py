@@ -31,7 +31,7 @@ from pydicom.uid import UID
 from apps.imaging.keys import hospital_key
 from apps.imaging.metadata import unseal_metadata
 from apps.imaging.models import Instance, Study
-from apps.imaging.objectstore import StoredObject, object_open
+from apps.imaging.objectstore import StoredObject, instance_stored_object, object_open
 
 FILE_SET_ROOT = "DICOM"
 FILE_SET_ID = "YXEXPORT"
@@ -74,15 +74,6 @@ class _Sink:
         data = b"".join(self._pieces)
         self._pieces.clear()
         return data
-
-
-def instance_stored_object(instance: Instance) -> StoredObject:
-    """What the object store needs to read ``instance`` back and check it."""
-    return StoredObject(
-        key=instance.storage_key, suite=instance.cipher, wrapped_data_key=bytes(instance.wrapped_data_key),
-        segment_size=instance.segment_size, plaintext_size=instance.size, stored_size=instance.stored_size,
-        sha256=instance.sha256,
-    )  # fmt: skip
 
 
 def _stand_in(header: dict[str, Any], transfer_syntax_uid: str) -> Dataset:

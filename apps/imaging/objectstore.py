@@ -54,6 +54,15 @@ class StoredObject:
     sha256: str
 
 
+def instance_stored_object(instance: Any) -> StoredObject:
+    """What the object store needs to read an Instance row's object back and check it."""
+    return StoredObject(
+        key=instance.storage_key, suite=instance.cipher, wrapped_data_key=bytes(instance.wrapped_data_key),
+        segment_size=instance.segment_size, plaintext_size=instance.size, stored_size=instance.stored_size,
+        sha256=instance.sha256,
+    )  # fmt: skip
+
+
 def _storage() -> Storage:
     return storages["default"]
 

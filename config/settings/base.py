@@ -261,7 +261,9 @@ FILE_UPLOAD_HANDLERS = [
 ]
 # Scratch space for the DICOMDIR pydicom builds on export (it names patients): memory-backed
 # where the system has it, so it never reaches a disk. None: the system's temporary directory.
-EXPORT_SCRATCH_DIR = env_str("EXPORT_SCRATCH_DIR", "/dev/shm" if Path("/dev/shm").is_dir() else "") or None
+# (The export makes a private directory in it with mkdtemp: mode 0700, an unguessable name.)
+_SHM = "/dev/shm"  # noqa: S108 - see above
+EXPORT_SCRATCH_DIR = env_str("EXPORT_SCRATCH_DIR", _SHM if Path(_SHM).is_dir() else "") or None
 # Zip uploads: caps against zip bombs.
 UPLOAD_ZIP_MAX_TOTAL = env_int("UPLOAD_ZIP_MAX_TOTAL", 16 * 1024**3)
 UPLOAD_ZIP_MAX_ENTRIES = env_int("UPLOAD_ZIP_MAX_ENTRIES", 100_000)

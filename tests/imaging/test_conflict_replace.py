@@ -6,11 +6,10 @@ from pydicom.uid import generate_uid
 
 from apps.audit.models import AuditEvent
 from apps.audit.vocabulary import Action
-from apps.dicomweb.wado import stored_object
 from apps.imaging.conflicts import ConflictNotReplaceable, ingest_conflict_replace
 from apps.imaging.keys import hospital_key
 from apps.imaging.models import IngestConflict, Instance, ReplacedInstanceVersion, StagedObject
-from apps.imaging.objectstore import StoredObject, object_open
+from apps.imaging.objectstore import StoredObject, instance_stored_object, object_open
 from apps.tenants.context import hospital_context, platform_scope
 from tests.dicomweb.helpers import stow, token_for
 from tests.imaging.dicom_factory import make_ct_slice
@@ -49,7 +48,7 @@ def test_replace_serves_the_received_bytes_and_keeps_the_old_ones(client, first,
         conflict = IngestConflict.objects.get()
         previous = ingest_conflict_replace(conflict=conflict, actor=admin)
         instance = Instance.objects.get()
-        assert _read(hospital, stored_object(instance)) == received
+        assert _read(hospital, instance_stored_object(instance)) == received
         old = ReplacedInstanceVersion.objects.get()
         assert old.pk == previous.pk and old.instance_id == instance.pk and old.replaced_by == admin
         old_stored = StoredObject(
@@ -115,7 +114,7 @@ def test_hospital_admin_replaces_from_the_back_office(client, first, world, sign
     )
     assert response.status_code == 302
     with hospital_context(hospital):
-        assert _read(hospital, stored_object(Instance.objects.get())) == received
+        assert _read(hospital, instance_stored_object(Instance.objects.get())) == received
         assert ReplacedInstanceVersion.objects.count() == 1
 
 
