@@ -84,7 +84,7 @@ class StowView(DicomWebView):
         policy = validation_policy(self.hospital)
         # The request's transaction already acts for the hospital; the instances of one series
         # share their patient, study and series lookups and counter updates.
-        shared = IngestBatch(hospital=self.hospital)
+        shared = IngestBatch(hospital=self.hospital, prefetch_series=True)
         for part in parts:
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
@@ -160,7 +160,8 @@ class StowView(DicomWebView):
         failed: list[dict[str, Any]],
     ) -> None:
         """An object small enough to hold in memory: processed from there, staged only if kept."""
-        data = b"".join(part_chunks(body, part))
+        body.seek(part.start)
+        data = body.read(part.end - part.start)  # one read: no list of chunks beside the joined bytes
         try:
             outcomes.append(
                 received_object_ingest(

@@ -1,36 +1,59 @@
 """Files that are either whole and on the disk, or absent: written under a temporary name, fsync'd,
-renamed into place, and the directory fsync'd so the rename survives a power cut too."""
+moved into place, and the directory fsync'd so the move survives a power cut too (as do directories
+made for it on the way)."""
 
 import os
+import uuid
 from collections.abc import Iterable
 from pathlib import Path
+
+
+def _fsync_directory(directory: Path) -> None:
+    handle = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def _make_directories(directory: Path) -> None:
+    """Create ``directory`` and any missing parents, each made durable in its own parent."""
+    missing = []
+    while not directory.is_dir():
+        missing.append(directory)
+        directory = directory.parent
+    for created in reversed(missing):
+        created.mkdir(exist_ok=True)
+        _fsync_directory(created.parent)
 
 
 def write_durably(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> int:
     """Write ``pieces`` to ``path`` durably and return the number of bytes written.
 
-    ``new``: the path must not exist yet (object keys are never reused). Anything raised while the
-    pieces are produced or written removes the partial file and propagates.
+    ``new``: the path must not exist yet (object keys are never reused); the file is linked into
+    place, which fails rather than replaces. Anything raised while the pieces are produced or
+    written removes this call's temporary file and propagates.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.name}.part")
+    _make_directories(path.parent)
+    # A name of this call's own: a crashed writer's leftover is never taken over or removed here.
+    partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.part")
     size = 0
-    try:
-        with open(partial, "xb" if new else "wb") as handle:
+    with open(partial, "xb") as handle:
+        try:
             for piece in pieces:
                 handle.write(piece)
                 size += len(piece)
             handle.flush()
             os.fsync(handle.fileno())
-        if new and path.exists():
-            raise FileExistsError(f"{path.name} exists already.")
-        os.replace(partial, path)
-        directory = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
-    except BaseException:
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+    try:
+        if new:
+            os.link(partial, path)  # FileExistsError if the name is taken: never overwritten
+        else:
+            os.replace(partial, path)
+        _fsync_directory(path.parent)
+    finally:
         partial.unlink(missing_ok=True)
-        raise
     return size

@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
+from pydicom.dataset import Dataset
 
 from apps.imaging import metadata
 from apps.imaging.crypto import CryptoIntegrityError
@@ -139,9 +140,12 @@ class IngestBatch:
     study_instances_added: Counter[int] = field(default_factory=Counter)
     study_series_added: Counter[int] = field(default_factory=Counter)
     study_modalities: dict[int, str] = field(default_factory=dict)
-    # The stored instances of each series this batch has looked at, by SOP Instance UID.
+    # A batch that will see many objects of a series (a STOW-RS request) reads the series' stored
+    # instances once (``series_instances``, by SOP Instance UID) instead of one lookup per object.
+    # A batch of one object (an upload's or the gateway's task) looks its UID up directly.
+    prefetch_series: bool = False
     series_instances: dict[str, dict[str, Instance]] = field(default_factory=dict)
-    # False on a retry after a unique-constraint race: look each SOP Instance UID up again.
+    # Off within the retry of an object after a unique-constraint race: look its UID up directly.
     trust_series_instances: bool = True
 
     def fork(self) -> "IngestBatch":
@@ -184,8 +188,8 @@ def _stored_instance(batch: IngestBatch, parsed: ParsedInstance) -> Instance | N
     object's attempt is rolled back, and the retry (``trust_series_instances`` off) looks the UID up
     directly.
     """
-    if not batch.trust_series_instances:
-        return Instance.objects.filter(hospital=batch.hospital, sop_instance_uid=parsed.sop_instance_uid).first()
+    if not (batch.prefetch_series and batch.trust_series_instances):
+        return _stored_instance_by_uid(batch, parsed)
     known = batch.series_instances.get(parsed.series_instance_uid)
     if known is None:
         series = _existing_series(batch, parsed.series_instance_uid)
@@ -201,9 +205,15 @@ def _stored_instance(batch: IngestBatch, parsed: ParsedInstance) -> Instance | N
     return known.get(parsed.sop_instance_uid)
 
 
-def _check_existing(batch: IngestBatch, parsed: ParsedInstance, sha256: str) -> Instance | None:
+def _stored_instance_by_uid(batch: IngestBatch, parsed: ParsedInstance) -> Instance | None:
+    return Instance.objects.filter(hospital=batch.hospital, sop_instance_uid=parsed.sop_instance_uid).first()
+
+
+def _check_existing(
+    batch: IngestBatch, parsed: ParsedInstance, sha256: str, *, directly: bool = False
+) -> Instance | None:
     """Same SOP Instance UID: same bytes is a duplicate, other bytes a conflict."""
-    existing = _stored_instance(batch, parsed)
+    existing = _stored_instance_by_uid(batch, parsed) if directly else _stored_instance(batch, parsed)
     if existing is not None and existing.sha256 != sha256:
         raise _Refused(
             "SOP_INSTANCE_CONFLICT",
@@ -356,6 +366,7 @@ def _index(
             number_of_instances=1,
         )
         batch.studies[study.study_instance_uid] = study
+    series_created = series is None
     if series is None:
         series = Series.objects.create(
             hospital=hospital,
@@ -387,7 +398,11 @@ def _index(
         sop_instance_uid=parsed.sop_instance_uid,
         **instance_stored_fields(parsed, stored, sealed_metadata),
     )
-    batch.series_instances.setdefault(parsed.series_instance_uid, {})[parsed.sop_instance_uid] = instance
+    # Kept in the batch's lists only where a list is whole: a series read in full, or created here.
+    if series_created and batch.prefetch_series:
+        batch.series_instances[parsed.series_instance_uid] = {parsed.sop_instance_uid: instance}
+    elif (listed := batch.series_instances.get(parsed.series_instance_uid)) is not None:
+        listed[parsed.sop_instance_uid] = instance
     return instance
 
 
@@ -583,7 +598,9 @@ def _attempted_twice(
                 raise
             before_retry()
             continue
+        trust = batch.trust_series_instances
         batch.adopt(work)
+        batch.trust_series_instances = trust  # the retry's caution was for its object only
         return outcome
     raise AssertionError("unreachable")
 
@@ -618,7 +635,12 @@ def received_object_ingest(
         )
         return _process_source(staged, io.BytesIO(data), expected_study_uid, policy, work, data)
 
-    return _attempted_twice(batch, attempt, before_retry=lambda: None)
+    outcome = _attempted_twice(batch, attempt, before_retry=lambda: None)
+    if outcome.parsed is not None:
+        # The parsed header keeps its source (these bytes) for deferred values: let both go now,
+        # or a request of many parts would hold every one of them until it answers.
+        outcome.parsed = replace(outcome.parsed, dataset=Dataset())
+    return outcome
 
 
 def received_object_keep(*, hospital: Hospital, source: str, data: bytes, batch_id: uuid.UUID) -> StagedObject:
@@ -662,6 +684,16 @@ def _process(
             "暂存文件未通过完整性校验，请重新上传。",
             "The staged file failed its integrity check; upload it again.",
         )
+
+
+def _duplicate(
+    staged: StagedObject, existing: Instance, identity: dict[str, str], outcome: IngestOutcome, in_memory: bytes | None
+) -> IngestOutcome:
+    """The same bytes are stored already: recorded as a duplicate of that instance."""
+    _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
+    if in_memory is None:
+        _remove_staging_after_commit(staged)
+    return outcome
 
 
 def _process_source(
@@ -711,11 +743,15 @@ def _process_source(
             raise _Refused(first.code, first.message_zh, first.message_en)
         existing = _check_existing(batch, parsed, sha256)
         if existing is not None:
-            _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
-            if in_memory is None:
-                _remove_staging_after_commit(staged)
-            return IngestOutcome(staged, findings, parsed)
-        study, series = _placement(batch, parsed, patient)
+            return _duplicate(staged, existing, identity, IngestOutcome(staged, findings, parsed), in_memory)
+        try:
+            study, series = _placement(batch, parsed, patient)
+        except _Refused:
+            # The batch's lists hold the object's own series only: a UID stored elsewhere (under
+            # another patient or study) is a conflict or a duplicate before it is misplaced.
+            if batch.prefetch_series and (existing := _check_existing(batch, parsed, sha256, directly=True)):
+                return _duplicate(staged, existing, identity, IngestOutcome(staged, findings, parsed), in_memory)
+            raise
         source.seek(0)
         stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size)
         # The digest taken while encrypting must be the one taken while staging.

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ObjectDoesNotExist, ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest
 from django.urls import reverse
 from django.utils import timezone
@@ -307,12 +307,19 @@ def wechat_bind(*, request: HttpRequest | None, hospital: Hospital, patient: Pat
     digest = keyed_hash("openid", f"{hospital.public_id}:{openid}")
     with transaction.atomic():
         binding = WeChatBinding.objects.for_hospital(hospital).select_for_update().filter(openid_hash=digest).first()
+        if binding is None:
+            try:
+                with transaction.atomic():
+                    WeChatBinding.objects.create(hospital=hospital, patient=patient, openid_hash=digest)
+            except IntegrityError:
+                # Bound by a concurrent sign-in that committed first: carry on from its binding.
+                binding = (
+                    WeChatBinding.objects.for_hospital(hospital).select_for_update().filter(openid_hash=digest).get()
+                )
         if binding is not None and binding.patient_id == patient.pk:
             return
         details: dict[str, Any] = {}
-        if binding is None:
-            WeChatBinding.objects.create(hospital=hospital, patient=patient, openid_hash=digest)
-        else:
+        if binding is not None:
             details["moved_from"] = str(binding.patient.public_id)
             binding.patient = patient
             binding.save(update_fields=["patient"])

@@ -245,7 +245,8 @@ DICOM_MAX_OBJECT_SIZE = env_int("DICOM_MAX_OBJECT_SIZE", 4 * 1024**3)
 STOW_MAX_REQUEST_SIZE = env_int("STOW_MAX_REQUEST_SIZE", 8 * 1024**3)
 # STOW-RS objects up to this size are ingested from memory and staged only when they must be kept
 # (a conflict for staff, a failure for the retry sweeper); larger ones stream through staging.
-STOW_IN_MEMORY_MAX_SIZE = env_int("STOW_IN_MEMORY_MAX_SIZE", 64 * 1024**2)
+# Reading one costs about twice its size in memory for a moment; CT and MR slices are well under 1 MiB.
+STOW_IN_MEMORY_MAX_SIZE = env_int("STOW_IN_MEMORY_MAX_SIZE", 16 * 1024**2)
 
 CELERY_BEAT_SCHEDULE = {
     "ingest-retry-stale": {"task": "apps.imaging.tasks.ingest_retry_stale", "schedule": 300.0},

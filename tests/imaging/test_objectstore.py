@@ -4,6 +4,7 @@ import io
 import os
 import re
 import tracemalloc
+import uuid
 
 import pytest
 
@@ -296,3 +297,37 @@ def test_s3_delete_removes_the_object(s3_storage, s3_server, hospital_key: bytes
 
     keys = [item["Key"] for item in s3_server.client().list_objects_v2(Bucket=s3_server.bucket).get("Contents", [])]
     assert stored.key not in keys
+
+
+def test_a_stored_object_is_fsynced_with_its_directories_before_put_returns(local_storage, hospital_key, monkeypatch):
+    """The row naming an object commits after object_put returns, and the staged copy is deleted
+    then: the file, its directory and the directories made for it must be on the disk by then."""
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recording_fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    stored = object_put(hospital_key=hospital_key, source=io.BytesIO(b"dicom bytes"), size=11)
+    path = os.path.join(local_storage.location, stored.key)
+    directory = os.path.dirname(path)
+    # The directories made for it (each in its parent), the file under its temporary name, and
+    # last the directory it was moved into.
+    files = [entry for entry in synced if entry.startswith(path + ".") and entry.endswith(".part")]
+    assert len(files) == 1
+    assert synced.index(os.path.dirname(directory)) < synced.index(files[0])
+    assert synced[-1] == directory
+    assert os.path.exists(path) and not [n for n in os.listdir(directory) if n.endswith(".part")]
+
+
+def test_an_object_key_is_never_overwritten(local_storage, hospital_key, monkeypatch):
+    from apps.imaging import objectstore
+
+    first = object_put(hospital_key=hospital_key, source=io.BytesIO(b"first"), size=5)
+    fixed = uuid.UUID(hex=first.key.rsplit("/", 1)[1])
+    monkeypatch.setattr(objectstore.uuid, "uuid4", lambda: fixed)
+    with pytest.raises(FileExistsError):
+        object_put(hospital_key=hospital_key, source=io.BytesIO(b"second"), size=6)
+    assert read_back(first, hospital_key) == b"first"

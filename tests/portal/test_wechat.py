@@ -168,3 +168,50 @@ def test_bad_state_or_code_is_refused_cleanly(client, world, fake_wechat):
 def test_wechat_off_without_an_app_id(client, world, settings):
     settings.WECHAT_APP_ID = ""
     assert client.get(reverse("portal:wechat_start", args=["first"])).status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_bindings_of_one_openid_at_once_leave_one_binding(world, patient):
+    """Two sign-ins bind the same new openid at the same moment: the second insert waits on the
+    first's unique key, then finds its binding instead of failing."""
+    from django.db import connection, transaction
+
+    hospital = world.first.hospital
+    first_inserted, release_first = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            with transaction.atomic(), hospital_context(hospital):
+                wechat_bind(request=None, hospital=hospital, patient=patient.patient, openid=OPENID)
+                first_inserted.set()
+                release_first.wait(10)
+        except BaseException as error:  # noqa: BLE001 - reported to the test thread
+            errors.append(error)
+        finally:
+            first_inserted.set()
+            connection.close()
+
+    def second() -> None:
+        try:
+            with hospital_context(hospital):
+                wechat_bind(request=None, hospital=hospital, patient=patient.patient, openid=OPENID)
+        except BaseException as error:  # noqa: BLE001 - reported to the test thread
+            errors.append(error)
+        finally:
+            connection.close()
+
+    one = threading.Thread(target=first)
+    one.start()
+    assert first_inserted.wait(10)
+    two = threading.Thread(target=second)
+    two.start()
+    two.join(0.5)  # blocked on the first's uncommitted unique key
+    assert two.is_alive()
+    release_first.set()
+    one.join(10)
+    two.join(10)
+    assert errors == []
+    with hospital_context(hospital):
+        assert WeChatBinding.objects.count() == 1
+    assert len(_bound_events(hospital)) == 1
