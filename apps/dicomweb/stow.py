@@ -18,18 +18,15 @@ from apps.dicomweb import dicomjson
 from apps.dicomweb.base import DICOM_JSON, DicomWebView, json_error
 from apps.dicomweb.multipart import MultipartError, Part, parse_content_type, part_chunks, split_parts, spool
 from apps.imaging.dicom.rules import ValidationPolicy
+from apps.imaging.indexing import IngestBatch, IngestOutcome, ingest_batch_flush, validation_policy
 from apps.imaging.ingest import (
-    IngestBatch,
-    IngestOutcome,
-    batch_review,
-    ingest_batch_flush,
     received_object_ingest,
     received_object_keep,
     staged_object_create,
     staged_object_process,
-    validation_policy,
 )
 from apps.imaging.models import StagedObject
+from apps.imaging.series_review import batch_review
 from apps.imaging.staging import StagingTooLarge
 
 logger = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from apps.audit.vocabulary import Action, EntryPoint
 from apps.imaging import metadata
 from apps.imaging.crypto import CryptoIntegrityError
 from apps.imaging.dicom.parse import DicomRejected, parse_part10
-from apps.imaging.ingest import instance_stored_fields
+from apps.imaging.indexing import instance_stored_fields
 from apps.imaging.keys import blind_index, hospital_key
 from apps.imaging.models import IngestConflict, Instance, ReplacedInstanceVersion, StagedObject
 from apps.imaging.objectstore import StoredObject, object_delete, object_put

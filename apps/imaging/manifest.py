@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.imaging.dicom.rules import make_finding
-from apps.imaging.ingest import validation_policy
+from apps.imaging.indexing import validation_policy
 from apps.imaging.models import Series, StagedObject, StudyManifest, ValidationFinding
 from apps.tenants.models import Hospital
 

@@ -8,9 +8,10 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
-from apps.imaging.ingest import batch_series_review_stored, staged_object_give_up, staged_object_process
+from apps.imaging.ingest import staged_object_give_up, staged_object_process
 from apps.imaging.manifest import quiet_manifests, study_completeness_check
 from apps.imaging.models import StagedObject
+from apps.imaging.series_review import batch_series_review_stored
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
 

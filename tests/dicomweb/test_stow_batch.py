@@ -13,14 +13,8 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from apps.imaging import ingest, staging
-from apps.imaging.ingest import (
-    IngestBatch,
-    ingest_batch_flush,
-    received_object_ingest,
-    staged_object_create,
-    staged_object_process,
-    validation_policy,
-)
+from apps.imaging.indexing import IngestBatch, ingest_batch_flush, validation_policy
+from apps.imaging.ingest import received_object_ingest, staged_object_create, staged_object_process
 from apps.imaging.models import IngestConflict, Instance, Patient, Series, StagedObject, Study
 from apps.tenants.context import hospital_context
 from tests.dicomweb.helpers import stow, token_for
