@@ -25,3 +25,9 @@ DEMO_DATA_ALLOWED = False
 # The console provider logs codes and links: never in production.
 if SMS_PROVIDER == "console":  # noqa: F405
     raise ConfigurationError("SMS_PROVIDER must name a real SMS gateway (aliyun or tencent) in production.")
+
+# The export's DICOMDIR names patients: it is built in memory-backed scratch space, never on a disk.
+if not EXPORT_SCRATCH_DIR or not Path(EXPORT_SCRATCH_DIR).is_dir():  # noqa: F405
+    raise ConfigurationError(
+        "EXPORT_SCRATCH_DIR must name an existing memory-backed directory (such as /dev/shm) in production."
+    )

@@ -99,3 +99,14 @@ def test_production_enforces_https_and_second_factor():
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.stdout.split() == ["True", "63072000", "True", "True", "True", "True", "False"]
+
+
+@pytest.mark.parametrize("scratch", ["", "/nonexistent-scratch"])
+def test_production_refuses_export_scratch_space_that_is_not_there(scratch):
+    """Without memory-backed scratch space the export's DICOMDIR would be written to a disk."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=ROOT, env=_production_env(EXPORT_SCRATCH_DIR=scratch),
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "EXPORT_SCRATCH_DIR" in result.stderr
