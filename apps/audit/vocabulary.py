@@ -42,6 +42,8 @@ class Action(models.TextChoices):
     INSTANCES_IMPORTED = "instances_imported", _("DICOM instances imported")
     INSTANCES_RECEIVED = "instances_received", _("DICOM instances received")
     INSTANCE_REPLACED = "instance_replaced", _("DICOM instance replaced by a conflicting one")
+    ARCHIVE_SWEPT = "archive_swept", _("Orphaned archive files removed")
+    ARCHIVE_VERIFIED = "archive_verified", _("Stored objects verified (fixity check)")
     DICOM_ASSOCIATION_REFUSED = "dicom_association_refused", _("DICOM association refused")
     DICOM_NODE_REGISTERED = "dicom_node_registered", _("DICOM node registered")
     DICOM_NODE_CHANGED = "dicom_node_changed", _("DICOM node changed")
@@ -124,6 +126,11 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     Action.INSTANCE_REPLACED: DicomEvent("110103", "DICOM Instances Accessed", action_code="U"),
     # A C-STORE association is a transfer between two AEs (PS3.15 A.5.3.4), not a media import.
     Action.INSTANCES_RECEIVED: DicomEvent("110104", "DICOM Instances Transferred", action_code="C"),
+    # Maintenance of stored instances is DICOM Instances Accessed (PS3.15 A.5.3.2) like a replacement:
+    # removing copies no instance row names (a crash's leftovers) is action D, reading every
+    # stored object back to check it is action R; the outcome says whether any failed.
+    Action.ARCHIVE_SWEPT: DicomEvent("110103", "DICOM Instances Accessed", action_code="D"),
+    Action.ARCHIVE_VERIFIED: DicomEvent("110103", "DICOM Instances Accessed", action_code="R"),
     Action.DICOM_ASSOCIATION_REFUSED: DicomEvent(*_SECURITY, "110126", "Node Authentication"),
     Action.DICOM_NODE_REGISTERED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "C"),
     Action.DICOM_NODE_CHANGED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "U"),

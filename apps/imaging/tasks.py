@@ -8,10 +8,13 @@ from celery import shared_task
 from django.db import transaction
 from django.utils import timezone
 
+from apps.audit.vocabulary import EntryPoint
+from apps.imaging.fixity import VerifyScope, hospital_archive_verify, rolling_slice
 from apps.imaging.ingest import staged_object_give_up, staged_object_process
 from apps.imaging.manifest import quiet_manifests, study_completeness_check
 from apps.imaging.models import StagedObject
 from apps.imaging.series_review import batch_series_review_stored
+from apps.imaging.sweep import archive_sweep
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
 
@@ -88,3 +91,22 @@ def series_review_queue(*, hospital: Hospital, batch: uuid.UUID) -> None:
     """Queue the series review of ``batch`` after the current transaction commits (after the
     ingest tasks of its objects, which are queued first)."""
     transaction.on_commit(partial(series_review_batch.delay, hospital.pk, str(batch)), robust=True)
+
+
+@shared_task
+def archive_sweep_daily() -> dict[str, int | bool]:
+    """Remove orphaned staged files and stored objects past the grace period (celery beat, daily).
+    A refused sweep (too many orphans) raises, so the failure shows in the worker's log."""
+    return archive_sweep(entry_point=EntryPoint.TASK).counts()
+
+
+@shared_task
+def archive_verify_rolling() -> dict[str, int]:
+    """Check today's slice of every hospital's stored objects (celery beat, daily): over
+    ARCHIVE_VERIFY_CYCLE_DAYS days every object is read back once. Returns failures per hospital."""
+    scope = VerifyScope(slice_of=rolling_slice())
+    failures = {}
+    for hospital in Hospital.objects.order_by("code"):
+        result = hospital_archive_verify(hospital=hospital, scope=scope, entry_point=EntryPoint.TASK)
+        failures[hospital.code] = len(result.failed)
+    return failures

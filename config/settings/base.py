@@ -148,6 +148,13 @@ STORAGE_MASTER_KEY = env_str("STORAGE_MASTER_KEY") or ""
 STORAGE_CIPHER = env_str("STORAGE_CIPHER", "aes-256-gcm")  # or "sm4-gcm" (商用密码)
 STORAGE_SEGMENT_SIZE = env_int("STORAGE_SEGMENT_SIZE", 1024 * 1024)
 STAGING_DIR = Path(env_str("STAGING_DIR") or VAR_DIR / "staging")
+# Archive maintenance (apps.imaging.sweep, apps.imaging.fixity). Orphaned files are removed only
+# once older than the grace period (an ingest in flight is never touched), and a sweep that finds
+# more orphans than the cap removes none (a wrong database or tenant setting, not a few crashes).
+ARCHIVE_ORPHAN_GRACE_HOURS = env_int("ARCHIVE_ORPHAN_GRACE_HOURS", 24)
+ARCHIVE_SWEEP_MAX_REMOVALS = env_int("ARCHIVE_SWEEP_MAX_REMOVALS", 1000)
+# The daily fixity check reads one slice of every hospital's objects: all of them once per cycle.
+ARCHIVE_VERIFY_CYCLE_DAYS = env_int("ARCHIVE_VERIFY_CYCLE_DAYS", 30)
 STATIC_URL = "/static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
@@ -252,6 +259,8 @@ CELERY_BEAT_SCHEDULE = {
     "ingest-retry-stale": {"task": "apps.imaging.tasks.ingest_retry_stale", "schedule": 300.0},
     "study-completeness-sweep": {"task": "apps.imaging.tasks.study_completeness_sweep", "schedule": 300.0},
     "publication-manifest-sweep": {"task": "apps.reports.tasks.publication_manifest_sweep", "schedule": 120.0},
+    "archive-sweep": {"task": "apps.imaging.tasks.archive_sweep_daily", "schedule": 86400.0},
+    "archive-verify-rolling": {"task": "apps.imaging.tasks.archive_verify_rolling", "schedule": 86400.0},
 }
 
 # Uploaded files past FILE_UPLOAD_MAX_MEMORY_SIZE are spooled sealed, never in plaintext, to
