@@ -41,6 +41,14 @@ def ui_strings() -> dict[str, str]:
             "↑/↓ or wheel: scroll · W: window/level · P: pan · Z: zoom · L: length · A: angle · E: ellipse · "
             "R: rectangle · O: probe · I: invert · H/V: flip · Space: cine · F: fit · 0: reset · 1-5: presets · M: MPR"
         ),
+        "touchHelp": _(
+            "One finger up or down: scroll through the images · Quick swipe left or right: next or previous series"
+            " · Two fingers: zoom · Three fingers: pan"
+        ),
+        "previousSeries": _("Previous series"),
+        "nextSeries": _("Next series"),
+        "seriesPosition": _("Series %(position)s/%(count)s"),
+        "swipeHint": _("Swipe the image quickly left or right to change series."),
         "reference": _("For reference only, not for diagnosis."),
         "displayWarning": _(
             "This screen has %(megapixels)s megapixels: below the %(required)s megapixels needed for diagnosis."

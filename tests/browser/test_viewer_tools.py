@@ -1,4 +1,4 @@
-"""The viewer's measuring tools, cine and the 1x2 layout, in a real browser.
+"""The viewer's measuring tools, cine, the 1x2 layout and changing series on a phone, in a real browser.
 
 ROI statistics are checked against numpy on the HU pydicom computes from the same slices, over the
 pixels Cornerstone counts: the rectangle's corners floored to pixel indices (inclusive), and the
@@ -13,12 +13,13 @@ import math
 import numpy as np
 import pydicom
 import pytest
+from django.test import Client
 from playwright.sync_api import expect
 from pydicom.uid import generate_uid
 
 from apps.viewer.grants import viewer_url
 from tests.browser.test_viewer import _doctor_session, _first_image, _session_cookie, _wait
-from tests.viewer.helpers import ct_series_parts, study_store
+from tests.viewer.helpers import ct_series_parts, grant_session, study_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -190,3 +191,67 @@ def test_1x2_layout_scrolls_both_series_in_step(live_server, desktop_page, world
     for _ in range(4):
         page.keyboard.press("ArrowUp")
     _wait(page, "window.viewer.imageIndex(1) === 8 && window.viewer.imageIndex(0) === 4", 5)
+
+
+def _open_on_phone(page, live_server, study) -> None:
+    """The study as a patient opens it from the portal, on a phone."""
+    _session_cookie(page, live_server, grant_session(Client(), study, mode="patient"))
+    page.goto(live_server.url + viewer_url(study))
+    _first_image(page)
+
+
+def _swipe(page, start: tuple[float, float], end: tuple[float, float], moves: int = 4) -> None:
+    """One finger from start to end in a few touch moves, at once (well within a quick swipe's time)."""
+    cdp = page.context.new_cdp_session(page)
+    (x0, y0), (x1, y1) = start, end
+    points = [(x0 + (x1 - x0) * step / moves, y0 + (y1 - y0) * step / moves) for step in range(moves + 1)]
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x0, "y": y0}]})
+    for x, y in points[1:]:
+        cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [{"x": x, "y": y}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    cdp.detach()
+
+
+def test_phone_swipe_left_and_right_changes_series_and_vertical_drag_still_scrolls(
+    live_server, phone_page, world, two_series
+):
+    page = phone_page
+    _open_on_phone(page, live_server, two_series)
+    overlay = page.locator(".viewport .overlay.br")
+    expect(overlay).to_contain_text("影像 1/12")
+    box = page.locator(".viewport .element").first.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+
+    # A quick swipe to the left, slightly off the horizontal, shows the next series from its start.
+    _swipe(page, (x + 100, y), (x - 100, y + 20))
+    expect(overlay).to_contain_text("影像 1/23")
+    assert page.evaluate("window.viewer.imageIndex()") == 0
+
+    # A vertical drag still scrolls through the stack, and stays in the series.
+    _swipe(page, (x, y - 150), (x, y + 150), moves=10)
+    _wait(page, "window.viewer.imageIndex() > 0", 5)
+    expect(overlay).to_contain_text("/23")
+
+    # A quick swipe to the right goes back to the first series.
+    _swipe(page, (x - 100, y), (x + 100, y))
+    expect(overlay).to_contain_text("影像 1/12")
+
+
+def test_phone_series_buttons_step_through_the_series_in_chinese(live_server, phone_page, world, two_series):
+    page = phone_page
+    _open_on_phone(page, live_server, two_series)
+    nav = page.locator("#series-nav")
+    previous, following = nav.locator("[data-action=series-previous]"), nav.locator("[data-action=series-next]")
+    expect(nav).to_be_visible()
+    expect(nav).to_contain_text("序列 1/2")
+    expect(following).to_contain_text("下一序列")
+    expect(previous).to_be_disabled()
+
+    following.tap()
+    expect(page.locator(".viewport .overlay.br")).to_contain_text("影像 1/23")
+    expect(nav).to_contain_text("序列 2/2")
+    expect(following).to_be_disabled()
+
+    previous.tap()
+    expect(page.locator(".viewport .overlay.br")).to_contain_text("影像 1/12")
+    expect(previous).to_be_disabled()
