@@ -368,18 +368,25 @@ def instance_stored_fields(parsed: ParsedInstance, stored: StoredObject, sealed_
     }
 
 
+def finding_row(
+    *, hospital: Hospital, staged_id: int, instance: Instance | None, finding: Finding, modality: str
+) -> ValidationFinding:
+    """The stored form of one validation finding (messages cut to their columns)."""
+    return ValidationFinding(
+        hospital=hospital,
+        staged_id=staged_id,
+        instance=instance,
+        code=finding.code,
+        severity=str(finding.severity),
+        modality=modality[:16],
+        message_zh=finding.message_zh[:300],
+        message_en=finding.message_en[:300],
+        details=dict(finding.details),
+    )
+
+
 def record_findings(staged: StagedObject, findings: list[Finding], modality: str, instance: Instance | None) -> None:
     ValidationFinding.objects.bulk_create(
-        ValidationFinding(
-            hospital=staged.hospital,
-            staged=staged,
-            instance=instance,
-            code=finding.code,
-            severity=str(finding.severity),
-            modality=modality[:16],
-            message_zh=finding.message_zh[:300],
-            message_en=finding.message_en[:300],
-            details=dict(finding.details),
-        )
-        for finding in findings
+        finding_row(hospital=staged.hospital, staged_id=staged.pk, instance=instance, finding=f, modality=modality)
+        for f in findings
     )

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from apps.imaging.dicom.rules import make_finding
-from apps.imaging.indexing import validation_policy
+from apps.imaging.indexing import finding_row, validation_policy
 from apps.imaging.models import Series, StagedObject, StudyManifest, ValidationFinding
 from apps.tenants.models import Hospital
 
@@ -128,17 +128,7 @@ def study_completeness_check(*, hospital: Hospital, manifest: StudyManifest) -> 
             missing=expected - received,
         )
         recorded.append(
-            ValidationFinding(
-                hospital=hospital,
-                staged=latest,
-                instance=None,
-                code=finding.code,
-                severity=str(finding.severity),
-                modality=modality[:16],
-                message_zh=finding.message_zh[:300],
-                message_en=finding.message_en[:300],
-                details=dict(finding.details),
-            )
+            finding_row(hospital=hospital, staged_id=latest.pk, instance=None, finding=finding, modality=modality)
         )
     ValidationFinding.objects.bulk_create(recorded)
     StudyManifest.objects.filter(pk=manifest.pk).update(incomplete_reported_at=timezone.now())

@@ -7,7 +7,7 @@ from apps.imaging import metadata
 from apps.imaging.dicom.parse import ParsedInstance, parsed_from_header
 from apps.imaging.dicom.rules import Finding, ValidationPolicy
 from apps.imaging.dicom.series_rules import validate_series
-from apps.imaging.indexing import IngestOutcome, record_findings, validation_policy
+from apps.imaging.indexing import IngestOutcome, finding_row, record_findings, validation_policy
 from apps.imaging.models import (
     Instance,
     StagedObject,
@@ -81,11 +81,9 @@ def batch_series_review_stored(*, hospital: Hospital, batch: uuid.UUID) -> int |
             continue
         already.add((instance.pk, finding.code))
         recorded.append(
-            ValidationFinding(
-                hospital=hospital, staged_id=staged_of[instance.pk], instance=instance, code=finding.code,
-                severity=str(finding.severity), modality=parsed_by_uid[sop_instance_uid].modality[:16],
-                message_zh=finding.message_zh[:300], message_en=finding.message_en[:300],
-                details=dict(finding.details),
+            finding_row(
+                hospital=hospital, staged_id=staged_of[instance.pk], instance=instance, finding=finding,
+                modality=parsed_by_uid[sop_instance_uid].modality,
             )
         )  # fmt: skip
     ValidationFinding.objects.bulk_create(recorded)

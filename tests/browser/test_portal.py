@@ -5,12 +5,11 @@ no-store, nothing left in browser storage."""
 
 import json
 import secrets
-import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -23,6 +22,7 @@ from apps.portal.services import entry_token_create, entry_token_url, patient_co
 from apps.tenants.context import hospital_context
 from tests.browser.conftest import EMPTY_STORAGE, browser_storage
 from tests.portal.conftest import FINDINGS, ID_NUMBER, PHONE, last_code, sms_to
+from tests.portal.fake_wechat import fake_wechat_server
 from tests.viewer.helpers import ct_series_parts, study_store
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -219,15 +219,8 @@ def fake_wechat(settings) -> Iterator[list[dict[str, str]]]:
             else:
                 self._json({"errcode": 40013})
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.WECHAT_APP_ID, settings.WECHAT_APP_SECRET = "wx123", "wx-secret"
-    settings.WECHAT_AUTHORIZE_URL = f"{base}/connect/oauth2/authorize"
-    settings.WECHAT_TOKEN_URL = f"{base}/sns/oauth2/access_token"
-    yield seen
-    server.shutdown()
-    server.server_close()
+    with fake_wechat_server(settings, Handler):
+        yield seen
 
 
 def _path(page: Any) -> str:

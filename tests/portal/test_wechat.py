@@ -5,7 +5,7 @@ change of a binding is audited WECHAT_BOUND, without the openid."""
 import json
 import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from django.test import Client
@@ -17,6 +17,7 @@ from apps.portal.models import WeChatBinding
 from apps.portal.services import wechat_bind, wechat_patient
 from apps.tenants.context import hospital_context
 from tests.portal.conftest import PHONE, last_code, sms_to
+from tests.portal.fake_wechat import fake_wechat_server
 
 pytestmark = pytest.mark.django_db
 
@@ -52,15 +53,8 @@ def fake_wechat(settings):
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    settings.WECHAT_APP_ID, settings.WECHAT_APP_SECRET = "wx123", "wx-secret"
-    settings.WECHAT_AUTHORIZE_URL = f"{base}/connect/oauth2/authorize"
-    settings.WECHAT_TOKEN_URL = f"{base}/sns/oauth2/access_token"
-    yield seen
-    server.shutdown()
-    server.server_close()
+    with fake_wechat_server(settings, Handler):
+        yield seen
 
 
 def _start(client) -> str:
