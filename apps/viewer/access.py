@@ -51,13 +51,16 @@ def instances_access_audit(request: HttpRequest, access: ViewerAccess, series: S
 
 def viewer_csp() -> dict[str, list[str]]:
     """The site's policy, relaxed for the viewer page only: the image decoders are WebAssembly
-    running in module workers, and Cornerstone draws through blob: and data: URLs."""
+    running in module workers, Cornerstone draws through blob: and data: URLs, and it styles its
+    SVG annotations (scale bar, measurement labels) with style attributes. Only attributes:
+    ``style-src-attr``; style elements and sheets stay 'self'."""
     site_policy: dict[str, Any] = dict(settings.SECURE_CSP)
     policy = {directive: list(values) for directive, values in site_policy.items()}
     policy["script-src"] = [*policy.get("script-src", [CSP.SELF]), CSP.WASM_UNSAFE_EVAL]
     policy["worker-src"] = [CSP.SELF, "blob:"]
     policy["img-src"] = [*policy.get("img-src", [CSP.SELF]), "blob:"]
     policy["connect-src"] = [CSP.SELF, "blob:", "data:"]
+    policy["style-src-attr"] = [CSP.UNSAFE_INLINE]
     return policy
 
 

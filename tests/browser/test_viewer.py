@@ -236,3 +236,23 @@ def test_overlays_orientation_layouts_in_sync_and_view_changes(live_server, desk
     # The other viewports follow (same series here, so the same slice).
     _wait(page, "[1, 2, 3].every(index => window.viewer.imageIndex(index) === 6)", 5)
     assert browser_storage(page) == EMPTY_STORAGE
+
+
+def test_the_viewer_draws_under_its_csp_without_violations(live_server, desktop_page, world, ct):
+    """Cornerstone styles its SVG annotations (scale bar, measurement labels) through style
+    attributes: the viewer's policy allows inline style attributes, and nothing else inline."""
+    page = desktop_page
+    refused: list[str] = []
+    page.on(
+        "console",
+        lambda message: refused.append(message.text) if "Content Security Policy" in message.text else None,
+    )
+    _session_cookie(page, live_server, _doctor_session(world.first["reporting_doctor"]))
+    response = page.goto(live_server.url + viewer_url(ct["study"]))
+    policy = response.headers["content-security-policy"]
+    assert "style-src-attr 'unsafe-inline'" in policy
+    assert "style-src 'self'" in policy and "style-src 'self' 'unsafe-inline'" not in policy
+    _first_image(page)
+    page.wait_for_timeout(500)  # the scale bar is drawn just after the first image
+    assert page.locator("svg [style]").count() > 0, "no SVG annotation was styled: nothing was checked"
+    assert refused == []
