@@ -71,6 +71,8 @@ def test_patient_grant_opens_in_reference_mode(client, world, ct_study):
     assert response.status_code == 200
     assert response.context["access"].mode == "patient"
     assert "影像仅供参考，不作诊断依据。" in response.content.decode()
+    # A way back to the portal's page of this study (on a phone there is no other).
+    assert f'href="/portal/first/studies/{ct_study.public_id}/"' in response.content.decode()
     [opened] = _events(world.first.hospital, "study_opened")
     assert opened.entry_point == "portal"
 
@@ -145,6 +147,7 @@ def test_page_escapes_report_text_and_passes_strings_as_json(client, sign_in, wo
     content = client.get(viewer_url(ct_study)).content.decode()
     assert 'id="viewer-config" type="application/json"' in content
     assert '"mode": "doctor"' in content
+    assert 'href="/portal/' not in content  # the way back to the portal is the patient's only
 
 
 def test_report_panel_shows_latest_signed_version_with_markup_inert(client, sign_in, world, ct_study):
