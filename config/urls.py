@@ -1,11 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from apps.core.favicon import favicon
 from apps.core.views import healthz
 from apps.portal.entry_views import short_link
 
+handler404 = "apps.core.views.page_not_found"
+
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
+    # Browsers ask for it on every page; without it each page logs a 404.
+    path("favicon.ico", favicon),
     path("admin/", admin.site.urls),
     path("accounts/", include("apps.accounts.urls")),
     path("api/<str:hospital_code>/dicom-web/", include("apps.dicomweb.urls")),

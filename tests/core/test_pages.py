@@ -82,3 +82,11 @@ def test_hospital_page_links_doctors_to_the_report_worklist_only(client, sign_in
     client.logout()
     sign_in(world.first["clinician"])
     assert worklist not in client.get(reverse("core:hospital_home", args=["first"])).content.decode()
+
+
+def test_the_favicon_browsers_ask_for_exists(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    icon = client.get(response["Location"])
+    assert icon.status_code == 200
+    assert b"".join(icon.streaming_content if icon.streaming else [icon.content])[:4] == b"\x00\x00\x01\x00"
