@@ -1,11 +1,12 @@
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views import defaults
 from django.views.decorators.http import require_GET
 
 from apps.accounts.models import Membership
-from apps.accounts.roles import HospitalRole
+from apps.accounts.roles import HospitalRole, PlatformRole
 from apps.accounts.services import platform_roles
-from apps.core.decorators import hospital_staff_required, is_fully_signed_in
+from apps.core.decorators import hospital_staff_required, is_fully_signed_in, may_use_back_office
 from apps.core.health import health_report
 
 
@@ -28,8 +29,11 @@ def home(request: HttpRequest) -> HttpResponse:
     for membership in memberships:
         entry = hospitals.setdefault(membership.hospital.code, {"hospital": membership.hospital, "roles": []})
         entry["roles"].append(membership.get_role_display())
-    roles = platform_roles(request.user)
-    return render(request, "core/home.html", {"hospitals": list(hospitals.values()), "platform_roles": roles})
+    labels = dict(PlatformRole.choices)
+    duties = [str(labels[role]) for role in PlatformRole.values if role in platform_roles(request.user)]
+    context = {"hospitals": list(hospitals.values()), "platform_roles": duties,
+               "back_office": may_use_back_office(request)}  # fmt: skip
+    return render(request, "core/home.html", context)
 
 
 @require_GET
@@ -40,8 +44,26 @@ def hospital_home(request: HttpRequest) -> HttpResponse:
     can_report = bool(
         roles & {HospitalRole.REPORTING_DOCTOR, HospitalRole.REVIEWING_DOCTOR, HospitalRole.HOSPITAL_ADMIN}
     )
-    return render(
-        request,
-        "core/hospital_home.html",
-        {"roles": sorted(roles), "can_upload": can_upload, "can_report": can_report},
-    )
+    labels = dict(HospitalRole.choices)
+    context = {
+        "roles": [str(labels[role]) for role in HospitalRole.values if role in roles],
+        "can_upload": can_upload,
+        "can_report": can_report,
+        "back_office": may_use_back_office(request),
+    }
+    return render(request, "core/hospital_home.html", context)
+
+
+# Patients' and shared doctors' pages: their errors stay in the portal's layout, with the way back
+# to the portal rather than to the staff start page.
+PATIENT_PATH_PREFIXES = ("/portal/", "/s/")
+STAFF_PATH_PREFIXES = ("/portal/staff/",)
+
+
+def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """The 404 page: the portal's for patient-facing URLs, else Django's (``404.html``). The
+    same text whatever was not found, so it says nothing about what exists."""
+    if request.path.startswith(PATIENT_PATH_PREFIXES) and not request.path.startswith(STAFF_PATH_PREFIXES):
+        hospital = getattr(request, "hospital", None)
+        return render(request, "portal/not_found.html", {"hospital": hospital}, status=404)
+    return defaults.page_not_found(request, exception)
