@@ -50,10 +50,46 @@ class UserCreationForm(forms.ModelForm):
         return user
 
 
+class MembershipFormSet(forms.BaseInlineFormSet):
+    """The roles of the user being saved. A hospital admin creating an account must give it a role
+    at their hospital: an account without one would not be theirs to see or manage afterwards
+    (staff lists are by role), yet would exist."""
+
+    require_role_at: Any = None  # the acting hospital, when a hospital admin adds a user
+
+    def clean(self) -> None:
+        super().clean()
+        if self.require_role_at is None:
+            return
+        granted = [
+            form
+            for form in self.forms
+            if getattr(form, "cleaned_data", None)
+            and form.cleaned_data.get("role")
+            and not form.cleaned_data.get("DELETE")
+        ]
+        if not granted:
+            raise ValidationError(
+                _(
+                    "Give the new account at least one role at %(hospital)s; without one it would not "
+                    "appear in your staff list."
+                ),
+                code="role_required",
+                params={"hospital": self.require_role_at},
+            )
+
+
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipFormSet
     extra = 1
     fields = ["hospital", "role"]
+
+    def get_formset(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        if obj is None and not has_platform_role(request, PlatformRole.SECURITY_ADMIN):
+            formset.require_role_at = acting_hospital(request)  # type: ignore[attr-defined]
+        return formset
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Membership]:
         queryset = super().get_queryset(request).select_related("hospital")

@@ -24,13 +24,13 @@ class User(AbstractBaseUser):
     """A staff or platform account. Roles come from memberships and platform role grants,
     never from Django's superuser flag, so no account can silently hold every duty."""
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     username = models.CharField(_("username"), max_length=150, unique=True, validators=[UnicodeUsernameValidator()])
     display_name = models.CharField(_("display name"), max_length=100, blank=True)
     email = models.EmailField(_("email"), blank=True)
     is_active = models.BooleanField(_("active"), default=True)
     date_joined = models.DateTimeField(_("date joined"), default=timezone.now)
-    failed_login_count = models.PositiveIntegerField(default=0, editable=False)
+    failed_login_count = models.PositiveIntegerField(_("failed sign-ins"), default=0, editable=False)
     locked_until = models.DateTimeField(_("locked until"), null=True, blank=True)
     # The hospital whose admin created the account and may change it; none for platform accounts.
     home_hospital = models.ForeignKey(
@@ -49,6 +49,13 @@ class User(AbstractBaseUser):
         verbose_name_plural = _("users")
 
     def __str__(self) -> str:
+        return self.display_name or self.username
+
+    # The back office greets the user with the short name ("欢迎，张医生").
+    def get_short_name(self) -> str:
+        return self.display_name or self.username
+
+    def get_full_name(self) -> str:
         return self.display_name or self.username
 
     # The admin asks these; permissions here come from roles, checked by each admin class.
@@ -80,7 +87,7 @@ class Membership(TenantOwnedModel):
 
     user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="memberships", verbose_name=_("user"))
     role = models.CharField(_("role"), max_length=32, choices=HospitalRole.choices)
-    granted_at = models.DateTimeField(auto_now_add=True)
+    granted_at = models.DateTimeField(_("granted at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("membership")
@@ -97,7 +104,7 @@ class PlatformRoleGrant(models.Model):
 
     user = models.ForeignKey(User, on_delete=models.PROTECT, related_name="platform_roles", verbose_name=_("user"))
     role = models.CharField(_("role"), max_length=32, choices=PlatformRole.choices)
-    granted_at = models.DateTimeField(auto_now_add=True)
+    granted_at = models.DateTimeField(_("granted at"), auto_now_add=True)
 
     class Meta:
         verbose_name = _("platform role")

@@ -7,6 +7,7 @@ list, detail and export is itself an audit event (110101 Audit Log Used).
 import csv
 import json
 from collections.abc import Iterator
+from datetime import UTC
 from typing import Any
 
 from django.contrib import admin
@@ -16,13 +17,17 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
+from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from apps.accounts.roles import PlatformRole
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
 from apps.core.backoffice import BackOfficeModelAdmin, acting_hospital, has_platform_role
+from apps.core.timetext import time_with_offset
 
 EXPORT_FIELDS = [
     "public_id", "chain", "sequence", "occurred_at", "hospital_id", "actor_name", "actor_role", "action",
@@ -30,6 +35,11 @@ EXPORT_FIELDS = [
     "ip_address", "user_agent", "details", "previous_hash", "hash",
 ]  # fmt: skip
 EXPORT_LIMIT = 100_000
+DETAIL_FIELDS: list[str] = [
+    "public_id", "time_in_zone", "time_utc", "hospital", "actor", "actor_name", "actor_role_label", "action",
+    "outcome", "entry_point", "object_type", "object_id", "ip_address", "user_agent", "details", "event_id",
+    "event_type", "action_code", "chain", "sequence", "previous_hash", "hash",
+]  # fmt: skip
 
 
 def _export_row(event: AuditEvent) -> dict[str, Any]:
@@ -37,6 +47,22 @@ def _export_row(event: AuditEvent) -> dict[str, Any]:
     row["public_id"] = str(event.public_id)
     row["occurred_at"] = event.occurred_at.isoformat()
     return row
+
+
+def _time_in_zone_label() -> str:
+    return _("time (%(zone)s)") % {"zone": timezone.get_current_timezone_name()}
+
+
+# The zone the back office shows times in (TIME_ZONE, Asia/Shanghai), named in the label: stored
+# times are UTC, and a reader comparing the screen with an export (UTC) must see which is which.
+TIME_IN_ZONE_LABEL = lazy(_time_in_zone_label, str)()
+
+# Roles recorded for actors who are not staff (staff events carry the user instead).
+_NON_STAFF_ROLES = {
+    "patient": gettext_lazy("Patient"),
+    "share": gettext_lazy("Holder of a share link"),
+    "anonymous": gettext_lazy("Anonymous"),
+}
 
 
 class _Echo:
@@ -47,7 +73,7 @@ class _Echo:
 @admin.register(AuditEvent)
 class AuditEventAdmin(BackOfficeModelAdmin):
     list_display = [
-        "occurred_at",
+        "time_in_zone",
         "hospital",
         "actor_name",
         "action",
@@ -60,8 +86,21 @@ class AuditEventAdmin(BackOfficeModelAdmin):
     search_fields = ["actor_name", "object_id", "=public_id"]
     date_hierarchy = "occurred_at"
     list_select_related = ["hospital"]
-    readonly_fields = [field.name for field in AuditEvent._meta.fields]
+    fields = tuple(DETAIL_FIELDS)
+    readonly_fields = DETAIL_FIELDS
     change_list_template = "admin/audit/auditevent/change_list.html"
+
+    @admin.display(description=TIME_IN_ZONE_LABEL, ordering="occurred_at")
+    def time_in_zone(self, event: AuditEvent) -> str:
+        return time_with_offset(event.occurred_at)
+
+    @admin.display(description=gettext_lazy("time (UTC)"))
+    def time_utc(self, event: AuditEvent) -> str:
+        return time_with_offset(event.occurred_at, UTC)
+
+    @admin.display(description=gettext_lazy("role"))
+    def actor_role_label(self, event: AuditEvent) -> str:
+        return str(_NON_STAFF_ROLES.get(event.actor_role, event.actor_role))
 
     def _auditor(self, request: HttpRequest) -> bool:
         return has_platform_role(request, PlatformRole.AUDIT_ADMIN)

@@ -6,6 +6,7 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 from apps.audit.vocabulary import Action, EntryPoint, Outcome
+from apps.core.timetext import time_with_offset
 from apps.tenants.models import Hospital, RowLevelSecurity
 
 
@@ -42,10 +43,11 @@ class AuditEvent(models.Model):
         }
     )
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    chain = models.CharField(max_length=40, editable=False)
-    sequence = models.PositiveBigIntegerField(editable=False)
-    occurred_at = models.DateTimeField(_("time (UTC)"), editable=False)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    chain = models.CharField(_("chain"), max_length=40, editable=False)
+    sequence = models.PositiveBigIntegerField(_("sequence number"), editable=False)
+    # Stored in UTC like every datetime; screens show it in the server's time zone and say which.
+    occurred_at = models.DateTimeField(_("time"), editable=False)
     hospital = models.ForeignKey(
         Hospital, null=True, blank=True, on_delete=models.PROTECT, editable=False, verbose_name=_("hospital")
     )
@@ -62,7 +64,7 @@ class AuditEvent(models.Model):
     action = models.CharField(_("action"), max_length=40, choices=Action.choices, editable=False)
     event_id = models.CharField(_("DICOM event ID"), max_length=16, editable=False)
     event_type = models.CharField(_("DICOM event type"), max_length=16, blank=True, editable=False)
-    action_code = models.CharField(max_length=1, editable=False)
+    action_code = models.CharField(_("DICOM event action code"), max_length=1, editable=False)
     outcome = models.PositiveSmallIntegerField(_("outcome"), choices=Outcome.choices, editable=False)
     object_type = models.CharField(_("object type"), max_length=40, blank=True, editable=False)
     object_id = models.CharField(_("object ID"), max_length=80, blank=True, editable=False)
@@ -70,8 +72,8 @@ class AuditEvent(models.Model):
     ip_address = models.GenericIPAddressField(_("IP address"), null=True, blank=True, editable=False)
     user_agent = models.CharField(_("user agent"), max_length=300, blank=True, editable=False)
     details = models.JSONField(_("details"), default=dict, editable=False)
-    previous_hash = models.CharField(max_length=64, editable=False)
-    hash = models.CharField(max_length=64, editable=False)
+    previous_hash = models.CharField(_("previous event's hash"), max_length=64, editable=False)
+    hash = models.CharField(_("hash"), max_length=64, editable=False)
 
     objects: ClassVar[Any] = AuditEventQuerySet.as_manager()
 
@@ -87,7 +89,7 @@ class AuditEvent(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.occurred_at:%Y-%m-%d %H:%M:%S} {self.action}"
+        return f"{self.get_action_display()} · {time_with_offset(self.occurred_at)}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:

@@ -11,6 +11,7 @@ it through the mixins below:
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
@@ -18,6 +19,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext_noop, ngettext_lazy
 
 from apps.accounts.models import Membership
 from apps.accounts.roles import HospitalRole, PlatformRole
@@ -25,6 +27,15 @@ from apps.accounts.services import platform_roles
 from apps.core.decorators import is_fully_signed_in
 from apps.tenants.context import activate_hospital, activate_platform_scope
 from apps.tenants.models import Hospital
+
+# Strings of Django's admin and forms that Django's own Simplified Chinese catalogue lacks (new in
+# Django 6). Naming them here keeps them in this project's catalogue, which comes first.
+DJANGO_STRINGS_TRANSLATED_HERE = (
+    gettext_noop("- Select an option -"),
+    gettext_noop("Filter by %(field_name)s"),
+    gettext_noop("No %s matches the given query."),
+    ngettext_lazy("…and %(count)d more object.", "…and %(count)d more objects.", "count"),
+)
 
 # The one platform duty whose cross-hospital database view a request opens.
 _DUTY_SCOPES = {PlatformRole.SECURITY_ADMIN: "security", PlatformRole.AUDIT_ADMIN: "audit"}
@@ -105,6 +116,30 @@ def has_platform_role(request: HttpRequest, *roles: str) -> bool:
     return bool(getattr(request, "platform_roles", set()) & set(roles))
 
 
+class HospitalScopedFormMixin:
+    """Mixed into the form of every hospital-scoped admin screen (``HospitalAdminScopedMixin``).
+
+    The hospital is never a form field (it is the acting hospital), so Django's uniqueness and
+    constraint checks, which skip every constraint naming a field the form lacks, would let a
+    duplicate through to the database (an IntegrityError, a 500). The form is given the acting
+    hospital instead: a new row gets it before validation, and the checks include it.
+    """
+
+    acting_hospital: Hospital | None = None
+    instance: Any
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.acting_hospital is not None and getattr(self.instance, "hospital_id", None) is None:
+            self.instance.hospital = self.acting_hospital
+
+    def _get_validation_exclusions(self) -> set[str]:
+        exclude: set[str] = super()._get_validation_exclusions()  # type: ignore[misc]
+        if getattr(self.instance, "hospital_id", None) is not None:
+            exclude.discard("hospital")
+        return exclude
+
+
 class HospitalAdminScopedMixin:
     """For tenant-owned models managed by hospital admins, inside their hospital only.
 
@@ -124,6 +159,14 @@ class HospitalAdminScopedMixin:
         if hospital is None:
             return queryset.none()
         return queryset.filter(hospital=hospital)
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)  # type: ignore[misc]
+        hospital = acting_hospital(request)
+        if hospital is None or not issubclass(form, forms.ModelForm):
+            return form
+        # Through the form's own metaclass, as modelform_factory does.
+        return type(form)(form.__name__, (HospitalScopedFormMixin, form), {"acting_hospital": hospital})
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return acting_hospital(request) is not None or self._platform(request)

@@ -17,6 +17,26 @@ def is_fully_signed_in(request: HttpRequest) -> bool:
     return not settings.STAFF_OTP_REQUIRED or bool(user.is_verified())  # type: ignore[union-attr,attr-defined]
 
 
+def may_use_back_office(request: HttpRequest) -> bool:
+    """Whether the back office (``/admin/``) lets this user in: as ``BackOfficeSite`` decides it,
+    a platform duty with back-office screens, or hospital admin at an active hospital. Used to
+    show the back-office link only to those it does not answer 403."""
+    from apps.accounts.models import Membership
+    from apps.accounts.roles import HospitalRole, PlatformRole
+    from apps.accounts.services import platform_roles
+    from apps.tenants.models import Hospital
+
+    if not is_fully_signed_in(request):
+        return False
+    duties = {PlatformRole.SYSTEM_ADMIN, PlatformRole.SECURITY_ADMIN, PlatformRole.AUDIT_ADMIN,
+              PlatformRole.VENDOR_OPERATOR}  # fmt: skip
+    if platform_roles(request.user) & duties:
+        return True
+    return Membership.objects.filter(
+        user_id=request.user.pk or 0, role=HospitalRole.HOSPITAL_ADMIN, hospital__status=Hospital.Status.ACTIVE
+    ).exists()
+
+
 def staff_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:

@@ -29,8 +29,8 @@ def home(request: HttpRequest) -> HttpResponse:
     for membership in memberships:
         entry = hospitals.setdefault(membership.hospital.code, {"hospital": membership.hospital, "roles": []})
         entry["roles"].append(membership.get_role_display())
-    labels = dict(PlatformRole.choices)
-    duties = [str(labels[role]) for role in PlatformRole.values if role in platform_roles(request.user)]
+    held = platform_roles(request.user)
+    duties = [str(role.label) for role in PlatformRole if role in held]
     context = {"hospitals": list(hospitals.values()), "platform_roles": duties,
                "back_office": may_use_back_office(request)}  # fmt: skip
     return render(request, "core/home.html", context)
@@ -44,9 +44,8 @@ def hospital_home(request: HttpRequest) -> HttpResponse:
     can_report = bool(
         roles & {HospitalRole.REPORTING_DOCTOR, HospitalRole.REVIEWING_DOCTOR, HospitalRole.HOSPITAL_ADMIN}
     )
-    labels = dict(HospitalRole.choices)
     context = {
-        "roles": [str(labels[role]) for role in HospitalRole.values if role in roles],
+        "roles": [str(role.label) for role in HospitalRole if role in roles],
         "can_upload": can_upload,
         "can_report": can_report,
         "back_office": may_use_back_office(request),

@@ -25,7 +25,7 @@ class DicomWebView(HospitalAPIView):
         """Record an access by this token. Details carry counts and keys, never patient values."""
         audit_record(
             action=action, request=request._request, hospital=self.hospital, entry_point=EntryPoint.API,
-            actor_name=f"api-token:{self.token.prefix}", object_type=object_type, object_id=object_id,
+            actor_name=self.token.actor_name, object_type=object_type, object_id=object_id,
             details={"token": str(self.token.public_id), **(details or {})},
         )  # fmt: skip
 

@@ -3,6 +3,7 @@
 import uuid
 
 from django.core.exceptions import PermissionDenied
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.translation import get_language
@@ -12,7 +13,8 @@ from apps.accounts.roles import HospitalRole
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action
 from apps.core.decorators import hospital_staff_required
-from apps.imaging.models import StagedObject
+from apps.imaging.dicom.rules import Severity
+from apps.imaging.models import StagedObject, ValidationFinding
 from apps.imaging.upload import UploadItem, upload_receive
 
 UPLOAD_ROLES = {HospitalRole.TECHNOLOGIST, HospitalRole.HOSPITAL_ADMIN}
@@ -73,7 +75,17 @@ def upload_files(request: HttpRequest) -> JsonResponse:
 def upload_status(request: HttpRequest, batch: uuid.UUID) -> JsonResponse:
     """The current result of every file of one upload, for the result table."""
     _require_uploader(request)
-    staged = list(StagedObject.objects.filter(hospital=request.hospital, batch=batch).order_by("id"))  # type: ignore[attr-defined]
+    staged = list(
+        StagedObject.objects.filter(hospital=request.hospital, batch=batch)  # type: ignore[attr-defined]
+        .prefetch_related(
+            Prefetch(
+                "findings",
+                queryset=ValidationFinding.objects.filter(severity=Severity.WARN).order_by("id"),
+                to_attr="warnings",
+            )
+        )
+        .order_by("id")
+    )
     if not staged:
         raise Http404  # Unknown and another hospital's upload look the same.
     chinese = _chinese()
@@ -86,6 +98,10 @@ def upload_status(request: HttpRequest, batch: uuid.UUID) -> JsonResponse:
                     "status_label": s.get_status_display(),
                     "code": s.error_code,
                     "message": s.error_message_zh if chinese else s.error_message_en,
+                    # Stored, with data-validation warnings the uploader should know of.
+                    "warnings": [
+                        {"code": w.code, "message": w.message_zh if chinese else w.message_en} for w in s.warnings
+                    ],
                 }
                 for s in staged
             ]

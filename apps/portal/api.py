@@ -35,7 +35,7 @@ class StudyEntryTokenView(HospitalAPIView):
         url = entry_token_url(self.hospital, entry, raw)
         audit_record(
             action=Action.PATIENT_RECORD_VIEWED, request=request._request, hospital=self.hospital,
-            actor_name=f"token:{self.token.prefix}", entry_point=EntryPoint.API, object_type="study",
+            actor_name=self.token.actor_name, entry_point=EntryPoint.API, object_type="study",
             object_id=str(study.public_id), details={"qr_token": str(entry.public_id)},
         )  # fmt: skip
         return Response(
@@ -80,7 +80,7 @@ class PatientContactView(HospitalAPIView):
             action=Action.PATIENT_RECORD_CHANGED,
             request=request._request,
             hospital=self.hospital,
-            actor_name=f"token:{self.token.prefix}",
+            actor_name=self.token.actor_name,
             entry_point=EntryPoint.API,
             object_type="patient",
             object_id=str(patient.public_id),

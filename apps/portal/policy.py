@@ -1,6 +1,6 @@
 """Per-hospital patient-access policy and the service period of a study."""
 
-from datetime import date
+from datetime import date, timedelta
 
 from apps.imaging.models import Study
 from apps.portal.models import PatientAccessPolicy
@@ -22,10 +22,19 @@ def _add_years(day: date, years: int) -> date:
 
 def service_period_end(study: Study, policy: PatientAccessPolicy) -> date:
     """15 years from an outpatient exam, 30 from an inpatient one (by policy); other encounters
-    count as outpatient. The exam date is the study date, or the day it was archived."""
+    count as outpatient. The exam date is the study date, or the day it was archived.
+
+    The end is exclusive: from this day on the study can no longer be viewed online (see
+    ``service_period_last_day`` for the day to show)."""
     start = study.study_date or study.created_at.date()
     years = policy.inpatient_years if study.encounter_type == Study.EncounterType.INPATIENT else policy.outpatient_years
     return _add_years(start, years)
+
+
+def service_period_last_day(period_end: date) -> date:
+    """The last day of a service period ending (exclusively) on ``period_end``: the day patients
+    and staff are told, "until <day> (inclusive)"."""
+    return period_end - timedelta(days=1)
 
 
 def service_period_ended(study: Study, policy: PatientAccessPolicy, today: date) -> bool:

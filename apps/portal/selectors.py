@@ -11,10 +11,10 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from apps.audit.models import AuditEvent
-from apps.audit.vocabulary import Action
+from apps.audit.vocabulary import Action, EntryPoint
 from apps.imaging.models import Patient, Study
 from apps.portal.models import PatientAccessPolicy, Share
-from apps.portal.policy import service_period_end
+from apps.portal.policy import service_period_end, service_period_ended, service_period_last_day
 from apps.tenants.models import Hospital
 
 
@@ -23,8 +23,13 @@ class PatientStudy:
     study: Study
     report: Any  # ReportVersion | None
     amended: bool
-    period_end: date
+    period_end: date  # the first day it can no longer be viewed
     expired: bool
+
+    @property
+    def last_day(self) -> date:
+        """The last day the study can be viewed online (inclusive): what patients are told."""
+        return service_period_last_day(self.period_end)
 
 
 def _reports() -> Any:
@@ -50,7 +55,7 @@ def _patient_study(study: Study, policy: PatientAccessPolicy, today: date) -> Pa
         report=version,
         amended=bool(version is not None and version.number > 1 and str(version.status) == "amended"),
         period_end=end,
-        expired=today >= end,
+        expired=service_period_ended(study, policy, today),
     )
 
 
@@ -77,19 +82,44 @@ class AccessEntry:
     outcome_ok: bool
 
 
-def _who(event: AuditEvent) -> str:
-    """Who opened: the staff's role, never their name; the patient; or a doctor by share link."""
+def _staff_roles(events: list[AuditEvent], hospital: Hospital) -> dict[int, list[str]]:
+    """The roles (labels, never names) the staff behind ``events`` hold at ``hospital`` now, for
+    events recorded without a role (the report screens, the back office)."""
+    from apps.accounts.models import Membership
+    from apps.accounts.roles import HospitalRole
+
+    actor_ids = {event.actor_id for event in events if event.actor_id is not None and not event.actor_role}
+    if not actor_ids:
+        return {}
+    labels = {choice.value: str(choice.label) for choice in HospitalRole}
+    roles: dict[int, list[str]] = {}
+    memberships = Membership.objects.filter(hospital=hospital, user_id__in=actor_ids).order_by("role")
+    for user_id, role in memberships.values_list("user_id", "role"):
+        roles.setdefault(user_id, []).append(labels.get(role, ""))
+    return roles
+
+
+def _who(event: AuditEvent, staff_roles: dict[int, list[str]] | None = None) -> str:
+    """Who opened: the staff's role, never their name; the patient; a doctor by share link; or
+    the hospital's own systems (API)."""
+    from apps.accounts.roles import HospitalRole
+
     mode = event.details.get("mode") if isinstance(event.details, dict) else None
     if event.actor_role == "patient" or mode == "patient":
         return _("You")
     if event.actor_role == "share" or event.object_type == "share" or mode == "share":
         return _("A doctor you shared with")
     if event.actor_id is not None:
-        from apps.accounts.roles import HospitalRole
-
-        role = event.actor_role
         labels = {choice.value: str(choice.label) for choice in HospitalRole}
-        return _("Hospital staff (%(role)s)") % {"role": labels[role]} if role in labels else _("Hospital staff")
+        role = event.actor_role
+        if role in labels:
+            return _("Hospital staff (%(role)s)") % {"role": labels[role]}
+        held = [label for label in (staff_roles or {}).get(event.actor_id, []) if label]
+        if held:
+            return _("Hospital staff (%(role)s)") % {"role": "、".join(held)}
+        return _("Hospital staff")
+    if event.entry_point == EntryPoint.API:
+        return _("Hospital information system")
     return _("System")
 
 
@@ -97,6 +127,9 @@ SHOWN_ACTIONS = {
     Action.STUDY_OPENED: gettext_lazy("Images opened"),
     Action.INSTANCES_ACCESSED: gettext_lazy("Images retrieved"),
     Action.REPORT_VIEWED: gettext_lazy("Report viewed"),
+    Action.REPORT_PRINTED: gettext_lazy("Report printed"),
+    Action.REPORT_EXPORTED: gettext_lazy("Report exported"),
+    Action.PATIENT_RECORD_VIEWED: gettext_lazy("Exam record looked up (exam-slip QR code issued)"),
     Action.STUDY_DOWNLOADED: gettext_lazy("Downloaded"),
     Action.SHARE_OPENED: gettext_lazy("Share link used"),
     Action.SHARE_CREATED: gettext_lazy("Share link created"),
@@ -105,25 +138,37 @@ SHOWN_ACTIONS = {
 
 
 def access_history(*, hospital: Hospital, patient: Patient, limit: int = 200) -> list[AccessEntry]:
-    """Every recorded opening, download and share use of the patient's studies, newest first."""
+    """Every recorded opening, printing, download and share use of the patient's studies and
+    reports, newest first: by the patient, by doctors they shared with, by hospital staff (shown
+    by role), by the hospital's systems through the API and in the back office.
+
+    Events name their object by public id: a study, a share or (staff report screens, the API,
+    the back office) a report."""
+    from apps.reports.models import Report
+
     studies = {str(study.public_id): study for study in Study.objects.for_hospital(hospital).filter(patient=patient)}
     shares = {
         str(share.public_id): studies.get(str(share.study.public_id))
         for share in Share.objects.for_hospital(hospital).filter(patient=patient).select_related("study")
     }
-    events = (
+    reports = {
+        str(report.public_id): studies.get(str(report.study.public_id))
+        for report in Report.objects.filter(hospital=hospital, study__patient=patient).select_related("study")
+    }
+    events = list(
         AuditEvent.objects.filter(hospital=hospital, action__in=[str(a) for a in SHOWN_ACTIONS])
-        .filter(object_id__in=list(studies) + list(shares))
+        .filter(object_id__in=[*studies, *shares, *reports])
         .order_by("-occurred_at")[:limit]
     )
+    staff_roles = _staff_roles(events, hospital)
     entries = []
     for event in events:
-        study = studies.get(event.object_id) or shares.get(event.object_id)
+        study = studies.get(event.object_id) or shares.get(event.object_id) or reports.get(event.object_id)
         entries.append(
             AccessEntry(
                 occurred_at=event.occurred_at,
                 what=str(SHOWN_ACTIONS.get(Action(event.action), event.action)),
-                who=_who(event),
+                who=_who(event, staff_roles),
                 study=study,
                 outcome_ok=event.outcome == 0,
             )

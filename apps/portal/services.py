@@ -17,7 +17,7 @@ from apps.audit.vocabulary import Action, EntryPoint, Outcome
 from apps.imaging.keys import blind_index, field_seal
 from apps.imaging.models import Patient, Study
 from apps.portal.models import EntryToken, PatientAccessPolicy, Share, WeChatBinding
-from apps.portal.policy import policy_for, service_period_end, service_period_ended
+from apps.portal.policy import policy_for, service_period_end, service_period_ended, service_period_last_day
 from apps.portal.security import (
     code_hash,
     codes_match,
@@ -102,7 +102,7 @@ class EntryRefusal(StrEnum):
 def entry_token_expires_on(entry: EntryToken, policy: PatientAccessPolicy) -> date:
     """The last day ``entry`` is usable: a QR token lives as long as its study's service period;
     an SMS link ``PORTAL_SMS_LINK_TTL_DAYS`` after it was sent (0: as long as a QR token)."""
-    period_end = service_period_end(entry.study, policy) - timedelta(days=1)
+    period_end = service_period_last_day(service_period_end(entry.study, policy))
     ttl_days = settings.PORTAL_SMS_LINK_TTL_DAYS
     if entry.kind != EntryToken.Kind.SMS or ttl_days <= 0:
         return period_end

@@ -1,7 +1,5 @@
 """The staff screen that prints an exam slip's QR code (a new opaque token per print)."""
 
-import base64
-
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
@@ -13,8 +11,9 @@ from apps.core.decorators import hospital_staff_required
 from apps.imaging.models import Study
 from apps.portal.models import EntryToken
 from apps.portal.policy import policy_for
-from apps.portal.qr import qr_png, qr_svg
+from apps.portal.qr import qr_svg
 from apps.portal.services import entry_token_create, entry_token_expires_on, entry_token_url
+from apps.reports.publication import unpublished_reasons
 from apps.tenants.access import get_for_hospital_or_404
 
 
@@ -32,13 +31,14 @@ def _study(request: HttpRequest) -> Study:
 @hospital_staff_required
 @require_http_methods(["GET", "POST"])
 def slip(request: HttpRequest) -> HttpResponse:
-    """GET: find the study (``?study=<public id>`` or ``?uid=<StudyInstanceUID>``); POST: a new
-    QR token for it, shown as SVG and PNG to print on the exam slip with the last day it works."""
+    """GET: find the study (``?study=<public id>``, as the report screens link it, or
+    ``?uid=<StudyInstanceUID>``) and say whether it is published, and if not why; POST: a new QR
+    token for it, shown once (SVG, for printing) with the last day it works."""
     hospital = request.hospital  # type: ignore[attr-defined]
     if request.method == "GET" and not (request.GET.get("uid") or request.GET.get("study")):
         return render(request, "portal/staff_slip.html", {"hospital": hospital})
     study = _study(request)
-    context = {"hospital": hospital, "study": study}
+    context = {"hospital": hospital, "study": study, "unpublished_reasons": unpublished_reasons(study)}
     if request.method == "POST":
         entry, raw = entry_token_create(actor=request.user, hospital=hospital, study=study, kind=EntryToken.Kind.QR)
         url = entry_token_url(hospital, entry, raw)
@@ -50,7 +50,6 @@ def slip(request: HttpRequest) -> HttpResponse:
         context.update(
             url=url,
             svg=mark_safe(qr_svg(url)),  # noqa: S308 (our own markup from our own URL)
-            png=base64.b64encode(qr_png(url)).decode(),
             expires_on=entry_token_expires_on(entry, policy_for(hospital)),
         )
     return render(request, "portal/staff_slip.html", context)

@@ -21,6 +21,7 @@ urlpatterns = [
     path("<str:hospital_code>/studies/<uuid:study_id>/share/", views.share_new, name="share_new"),
     path("<str:hospital_code>/download/<str:signed>/", views.download_file, name="download_file"),
     path("<str:hospital_code>/shares/", views.shares, name="shares"),
+    path("<str:hospital_code>/shares/<uuid:share_id>/created/", views.share_created, name="share_created"),
     path("<str:hospital_code>/shares/<uuid:share_id>/revoke/", views.share_withdraw, name="share_revoke"),
     path("<str:hospital_code>/history/", views.history, name="history"),
 ]

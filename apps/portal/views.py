@@ -35,6 +35,7 @@ from apps.tenants.models import Hospital
 from apps.viewer.grants import viewer_grant_add, viewer_url
 
 CHALLENGE_KEY = "portal_challenge"
+SHARE_CREATED_KEY = "portal_share_created"
 WECHAT_OPENID_KEY = "portal_wechat_openid"
 
 
@@ -75,12 +76,13 @@ def challenge_remember(
 
 
 def index(request: HttpRequest) -> HttpResponse:
-    """Choose the hospital (by its code; ``?h=code`` goes straight to its sign-in page)."""
-    code = request.GET.get("h", "").strip().lower()
-    form = HospitalForm(request.GET or None)
-    if code:
+    """Choose the hospital by its code (the form's ``?hospital=``; ``?h=`` from printed links and
+    QR codes goes straight to its sign-in page too)."""
+    submitted = "hospital" in request.GET or "h" in request.GET
+    form = HospitalForm({"hospital": request.GET.get("hospital", request.GET.get("h", ""))} if submitted else None)
+    if form.is_valid():
         try:
-            hospital = hospital_by_code_or_404(code)
+            hospital = hospital_by_code_or_404(form.cleaned_data["hospital"].strip().lower())
         except Http404:
             form.add_error("hospital", _("No hospital has this code."))
         else:
@@ -314,12 +316,32 @@ def share_new(request: HttpRequest, hospital: Hospital, patient: Patient, study_
             {"hospital": hospital, "message": _("Choose how long the link stays valid.")},
             status=400,
         )
-    link = public_url(reverse("portal:share_open", args=[hospital.code, raw]))
+    # Post/redirect/get: a reload must not create a second share. The link and the code are
+    # kept in the (server-side) session only until the next page shows them, once.
+    request.session[SHARE_CREATED_KEY] = {
+        "share": str(share.public_id),
+        "link": public_url(reverse("portal:share_open", args=[hospital.code, raw])),
+        "access_code": access_code,
+    }
+    return redirect("portal:share_created", hospital.code, share.public_id)
+
+
+@patient_required
+def share_created(request: HttpRequest, hospital: Hospital, patient: Patient, share_id: Any) -> HttpResponse:
+    """The new share's link and access code, shown once; shown again, the page says so."""
+    share = get_for_hospital_or_404(
+        Share.objects.filter(patient=patient).select_related("study"), hospital, public_id=share_id
+    )
+    created = request.session.get(SHARE_CREATED_KEY)
+    shown: dict[str, str] = {}
+    if isinstance(created, dict) and created.get("share") == str(share.public_id):
+        shown = request.session.pop(SHARE_CREATED_KEY)
     return render(
         request,
         "portal/share_created.html",
-        {"hospital": hospital, "share": share, "link": link, "access_code": access_code, "row": row},
-    )
+        {"hospital": hospital, "share": share, "link": shown.get("link", ""),
+         "access_code": shown.get("access_code", "")},
+    )  # fmt: skip
 
 
 @patient_required

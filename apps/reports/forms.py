@@ -15,6 +15,8 @@ LABELS = {
     "impression": _("Impression"),
     "recommendation": _("Recommendation"),
 }
+# Every field a version diff may name (the text, then the doctors), as the report screens label them.
+CONTENT_LABELS = {**LABELS, "reporting_doctor": _("Reporting doctor"), "reviewing_doctor": _("Reviewing doctor")}
 
 
 class _TextFields(forms.Form):

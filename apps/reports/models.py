@@ -27,15 +27,15 @@ class DoctorSigningKey(TenantOwnedModel):
         ED25519 = "ed25519", "Ed25519"
         SM2 = "sm2", "SM2 (GB/T 32918)"
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="signing_keys", verbose_name=_("user")
     )
-    algorithm = models.CharField(max_length=16, choices=Algorithm.choices, default=Algorithm.ED25519)
+    algorithm = models.CharField(_("algorithm"), max_length=16, choices=Algorithm.choices, default=Algorithm.ED25519)
     public_key = models.BinaryField(editable=False)
     private_key_sealed = models.BinaryField(editable=False)
     is_active = models.BooleanField(_("active"), default=True)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
 
     class Meta:
         verbose_name = _("doctor signing key")
@@ -58,12 +58,12 @@ class Report(TenantOwnedModel):
         AMENDED = "amended", _("Amended")
         ENTERED_IN_ERROR = "entered_in_error", _("Entered in error")
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
     study = models.OneToOneField(Study, on_delete=models.PROTECT, related_name="report", verbose_name=_("study"))
     status = models.CharField(_("status"), max_length=20, choices=Status.choices, default=Status.DRAFT)
     current_version = models.PositiveIntegerField(_("current version"), default=0)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(_("created at"), auto_now_add=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("report")
@@ -91,8 +91,10 @@ class ReportVersion(TenantOwnedModel):
 
     append_only: ClassVar[bool] = True
 
-    public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    report = models.ForeignKey(Report, on_delete=models.PROTECT, related_name="versions", editable=False)
+    public_id = models.UUIDField(_("public ID"), default=uuid.uuid4, unique=True, editable=False)
+    report = models.ForeignKey(
+        Report, on_delete=models.PROTECT, related_name="versions", editable=False, verbose_name=_("report")
+    )
     number = models.PositiveIntegerField(_("version"), editable=False)
     status = models.CharField(_("status"), max_length=20, choices=Report.Status.choices, editable=False)
     exam_description = models.TextField(_("examination"), blank=True, editable=False)
@@ -101,23 +103,47 @@ class ReportVersion(TenantOwnedModel):
     impression = models.TextField(_("impression (诊断意见)"), blank=True, editable=False)
     recommendation = models.TextField(_("recommendation"), blank=True, editable=False)
     reporting_doctor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+        verbose_name=_("reporting doctor"),
     )
     reviewing_doctor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+        verbose_name=_("reviewing doctor"),
     )
-    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", editable=False, verbose_name=_("author")
+    )
     reason = models.TextField(_("reason for change"), blank=True, editable=False)
-    content_sha256 = models.CharField(max_length=64, editable=False)
-    signature = models.BinaryField(null=True, blank=True, editable=False)
+    content_sha256 = models.CharField(_("content SHA-256"), max_length=64, editable=False)
+    signature = models.BinaryField(_("signature"), null=True, blank=True, editable=False)
     signing_key = models.ForeignKey(
-        DoctorSigningKey, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+        DoctorSigningKey,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+        verbose_name=_("signing key"),
     )
     signed_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+", editable=False
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        editable=False,
+        verbose_name=_("signed by"),
     )
-    signed_at = models.DateTimeField(null=True, blank=True, editable=False)
-    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    signed_at = models.DateTimeField(_("signed at"), null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(_("created at"), default=timezone.now, editable=False)
 
     objects: ClassVar[Any] = ReportVersionQuerySet.as_manager()
 
@@ -130,7 +156,8 @@ class ReportVersion(TenantOwnedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.report_id} v{self.number}"
+        # The report's public id, never its database key (which is no business of the reader).
+        return _("Report %(report)s, version %(number)s") % {"report": self.report.public_id, "number": self.number}
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:

@@ -242,6 +242,23 @@ def publication_for(study: Study) -> StudyPublication | None:
     return StudyPublication.objects.filter(hospital_id=study.hospital_id, study=study).first()
 
 
+def unpublished_reasons(study: Study) -> list[str]:
+    """Why ``study`` is not visible to its patient, for staff (empty when it is published)."""
+    publication = publication_for(study)
+    if publication is not None and publication.is_visible:
+        return []
+    if publication is not None and publication.withdrawn_at is not None:
+        return [
+            _("It was withdrawn from the patient (report entered in error); a newly signed version publishes it again.")
+        ]
+    reasons = []
+    if _signed_report(study) is None:
+        reasons.append(_("The report is not signed yet."))
+    if publication is None or publication.images_complete_at is None:
+        reasons.append(_("The images are not marked complete yet."))
+    return reasons
+
+
 def study_is_published(study: Study) -> bool:
     publication = publication_for(study)
     return publication is not None and publication.is_visible

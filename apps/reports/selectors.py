@@ -40,7 +40,9 @@ def report_worklist(hospital: Hospital, *, status: str = "") -> QuerySet[Study]:
     ``status`` filters by report status; ``"none"`` means studies without a report yet.
     """
     studies = (
-        Study.objects.for_hospital(hospital).select_related("report", "patient").order_by("-study_date", "-created_at")
+        Study.objects.for_hospital(hospital)
+        .select_related("report", "patient", "publication")
+        .order_by("-study_date", "-created_at")
     )
     if status == "none":
         studies = studies.filter(report__isnull=True)

@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import BadRequest, ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -22,7 +22,7 @@ from apps.core.decorators import hospital_staff_required
 from apps.imaging.models import Study
 from apps.imaging.selectors import patient_identity
 from apps.reports import selectors, services
-from apps.reports.forms import AmendForm, DiffForm, DraftForm, EnterInErrorForm, SignForm
+from apps.reports.forms import CONTENT_LABELS, AmendForm, DiffForm, DraftForm, EnterInErrorForm, SignForm
 from apps.reports.models import Report, ReportVersion
 from apps.reports.printing import PdfUnavailable, print_html, printed_report, report_pdf_bytes
 from apps.reports.publication import publication_for
@@ -55,6 +55,13 @@ def _identity(study: Study) -> Any:
         return None
 
 
+def _published(study: Study) -> bool:
+    try:
+        return bool(study.publication.is_visible)  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return False
+
+
 @require_GET
 @hospital_staff_required
 def worklist(request: HttpRequest) -> HttpResponse:
@@ -64,8 +71,10 @@ def worklist(request: HttpRequest) -> HttpResponse:
         status = ""
     studies = list(selectors.report_worklist(request.hospital, status=status)[: selectors.WORKLIST_LIMIT])  # type: ignore[attr-defined]
     rows = [
-        {"study": study, "patient": _identity(study), "report": getattr(study, "report", None)} for study in studies
-    ]
+        {"study": study, "patient": _identity(study), "report": getattr(study, "report", None),
+         "published": _published(study)}
+        for study in studies
+    ]  # fmt: skip
     _audit(request, Action.STUDIES_QUERIED, object_type="report_worklist", object_id="", status=status,
            results=len(rows))  # fmt: skip
     return render(
@@ -142,9 +151,10 @@ def _error_text(error: ValidationError) -> str:
     return " ".join(str(message) for message in error.messages)
 
 
-def _write(request: HttpRequest, study: Study, form_name: str, form: Any, call: Any) -> HttpResponse:
-    """Run one write; on success back to the report page, else the page again with the error
-    (400 for bad input, 409 for a stale version). The service wrote nothing in either case."""
+def _write(request: HttpRequest, study: Study, form_name: str, form: Any, call: Any, *, done: str = "") -> HttpResponse:
+    """Run one write; on success back to the report page with ``done`` (a message with
+    ``%(number)s``, the new version), else the page again with the error (400 for bad input, 409
+    for a stale version). The service wrote nothing in either case."""
     if not form.is_valid():
         return _report_page(request, study, forms={form_name: form}, error=_("Please correct the errors below."),
                             status=400)  # fmt: skip
@@ -156,7 +166,7 @@ def _write(request: HttpRequest, study: Study, form_name: str, form: Any, call: 
                             status=409)  # fmt: skip
     except ValidationError as invalid:
         return _report_page(request, study, forms={form_name: form}, error=_error_text(invalid), status=400)
-    messages.success(request, _("Saved as version %(number)s.") % {"number": version.number})
+    messages.success(request, (done or _("Saved as version %(number)s.")) % {"number": version.number})
     return redirect("reports_staff:report", request.hospital.code, study.public_id)  # type: ignore[attr-defined]
 
 
@@ -193,7 +203,8 @@ def sign(request: HttpRequest, study_id: UUID) -> HttpResponse:
     study = _study(request, study_id)
     report = _existing_report(request, study)
     return _write(request, study, "sign_form", SignForm(request.POST), lambda data: services.report_sign(
-        report=report, actor=request.user, expected_version=data["version"], request=request))  # fmt: skip
+        report=report, actor=request.user, expected_version=data["version"], request=request),
+        done=_("Signed off as final: version %(number)s."))  # fmt: skip
 
 
 @require_POST
@@ -210,7 +221,7 @@ def amend(request: HttpRequest, study_id: UUID) -> HttpResponse:
         return services.report_amend(report=report, actor=request.user, expected_version=data["version"],
                                      fields=changed, reason=data["reason"], request=request)  # fmt: skip
 
-    return _write(request, study, "amend_form", form, call)
+    return _write(request, study, "amend_form", form, call, done=_("Amendment signed: version %(number)s."))
 
 
 @require_POST
@@ -221,7 +232,8 @@ def enter_in_error(request: HttpRequest, study_id: UUID) -> HttpResponse:
     report = _existing_report(request, study)
     return _write(request, study, "error_form", EnterInErrorForm(request.POST), lambda data: (
         services.report_enter_in_error(report=report, actor=request.user, expected_version=data["version"],
-                                       reason=data["reason"], request=request)))  # fmt: skip
+                                       reason=data["reason"], request=request)),
+        done=_("Marked entered in error: version %(number)s."))  # fmt: skip
 
 
 @require_POST
@@ -255,7 +267,10 @@ def diff(request: HttpRequest, study_id: UUID) -> HttpResponse:
     return render(request, "reports/diff.html", {
         "study": study, "report": report, "old": old, "new": new,
         "old_verified": services.report_verify(old), "new_verified": services.report_verify(new),
-        "changes": [{"field": name, "old": before, "new": after} for name, (before, after) in changes.items()],
+        "changes": [
+            {"field": name, "label": CONTENT_LABELS.get(name, name), "old": before, "new": after}
+            for name, (before, after) in changes.items()
+        ],
     })  # fmt: skip
 
 
@@ -263,7 +278,9 @@ def _print_version(request: HttpRequest, study_id: UUID) -> ReportVersion:
     study = _study(request, study_id)
     report = _existing_report(request, study)
     raw = request.GET.get("v", "")
-    number = int(raw) if raw.isdigit() else report.current_version
+    if raw and not raw.isdigit():
+        raise BadRequest(_("The version must be a number."))
+    number = int(raw) if raw else report.current_version
     return selectors.report_version_or_404(report, number)
 
 

@@ -74,9 +74,14 @@ class ApiTokenForm(forms.ModelForm):
 class ApiTokenAdmin(HospitalAdminScopedMixin, BackOfficeModelAdmin):
     """Hospital admins issue and revoke their hospital's API tokens. The secret shows once."""
 
-    list_display = ["name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
+    list_display = ["name", "prefix", "scope_labels", "created_at", "last_used_at", "revoked_at"]
     form = ApiTokenForm
     actions = ["revoke"]
+
+    @admin.display(description=gettext_lazy("scopes"))
+    def scope_labels(self, token: ApiToken) -> str:
+        labels = dict(ApiToken.Scope.choices)
+        return _(", ").join(str(labels.get(scope, scope)) for scope in token.scopes or [])
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return acting_hospital(request) is not None
@@ -92,7 +97,12 @@ class ApiTokenAdmin(HospitalAdminScopedMixin, BackOfficeModelAdmin):
         assert hospital is not None
         scopes = [s for s in (obj.scopes or []) if s in ApiToken.Scope.values] or [ApiToken.Scope.READ]
         token, raw = api_token_issue(
-            hospital=hospital, name=obj.name, scopes=scopes, actor=request.user, entry_point=EntryPoint.ADMIN
+            hospital=hospital,
+            name=obj.name,
+            scopes=scopes,
+            actor=request.user,
+            entry_point=EntryPoint.ADMIN,
+            request=request,
         )
         obj.pk = token.pk
         messages.warning(request, _("Copy this token now; it will not be shown again: %(token)s") % {"token": raw})
@@ -100,4 +110,4 @@ class ApiTokenAdmin(HospitalAdminScopedMixin, BackOfficeModelAdmin):
     @admin.action(description=gettext_lazy("Revoke the selected tokens"))
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for token in queryset.select_related("hospital"):
-            api_token_revoke(token=token, actor=request.user)
+            api_token_revoke(token=token, actor=request.user, request=request)

@@ -5,6 +5,7 @@ import secrets
 from typing import Any
 
 from django.db import transaction
+from django.http import HttpRequest
 from django.utils import timezone
 
 from apps.audit.services import audit_record
@@ -46,8 +47,12 @@ def api_token_issue(
     scopes: list[str],
     actor: Any = None,
     entry_point: EntryPoint = EntryPoint.COMMAND,
+    request: HttpRequest | None = None,
 ) -> tuple[ApiToken, str]:
-    """Create a token for ``hospital``; return it with its secret, which is shown only this once."""
+    """Create a token for ``hospital``; return it with its secret, which is shown only this once.
+
+    ``request`` is the back office's, so the event carries the address it was issued from (a
+    token issued by the management command has none)."""
     raw = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
         activate_hospital(hospital)
@@ -56,6 +61,7 @@ def api_token_issue(
         )
         audit_record(
             action=Action.API_TOKEN_ISSUED,
+            request=request,
             actor=actor,
             hospital=hospital,
             entry_point=entry_point,
@@ -66,11 +72,19 @@ def api_token_issue(
     return token, raw
 
 
-def api_token_revoke(*, token: ApiToken, actor: Any = None, entry_point: EntryPoint = EntryPoint.ADMIN) -> None:
+def api_token_revoke(
+    *,
+    token: ApiToken,
+    actor: Any = None,
+    entry_point: EntryPoint = EntryPoint.ADMIN,
+    request: HttpRequest | None = None,
+) -> None:
+    """Revoke ``token`` (once; revoking a revoked token records nothing)."""
     with transaction.atomic():
         if ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now()):
             audit_record(
                 action=Action.API_TOKEN_REVOKED,
+                request=request,
                 actor=actor,
                 hospital=token.hospital,
                 entry_point=entry_point,

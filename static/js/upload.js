@@ -31,6 +31,12 @@
     tr.dataset.state = state;
   }
 
+  // The error of a refused file, or the data-validation warnings of a stored one.
+  function detail(item) {
+    if (item.code) { return item.code + ": " + item.message; }
+    return (item.warnings || []).map(function (warning) { return warning.code + ": " + warning.message; }).join("; ");
+  }
+
   function send(files, loadedBefore, total) {
     return new Promise(function (resolve) {
       var data = new FormData();
@@ -62,7 +68,7 @@
         body.items.forEach(function (item) {
           var tr = rows[item.id] || row(item.id, "");
           if (item.status === "received") { pending += 1; show(tr, label("processing"), "", "pending"); }
-          else { show(tr, item.status_label, item.code ? item.code + ": " + item.message : "", item.status); }
+          else { show(tr, item.status_label, detail(item), item.status); }
         });
         text.textContent = pending ? label("processing") + " (" + pending + ")" : label("done");
         if (pending) { setTimeout(poll, 1000); }
@@ -74,7 +80,12 @@
     event.preventDefault();
     var files = Array.prototype.slice.call(document.getElementById("files").files)
       .concat(Array.prototype.slice.call(document.getElementById("folder").files));
-    if (!files.length) { return; }
+    if (!files.length) {
+      text.textContent = label("noFiles");
+      text.setAttribute("role", "alert");
+      return;
+    }
+    text.removeAttribute("role");
     var total = files.reduce(function (sum, file) { return sum + file.size; }, 0) || 1;
     var loaded = 0;
     var chain = Promise.resolve();

@@ -31,7 +31,7 @@ def test_staff_see_their_hospital_page(client, sign_in, world):
     response = client.get(reverse("core:hospital_home", args=["first"]))
     assert response.status_code == 200
     assert response.context["hospital"] == world.first.hospital
-    assert response.context["roles"] == ["clinician"]
+    assert response.context["roles"] == ["临床医生"]
 
 
 def test_unknown_hospital_code_is_404(client, sign_in, world):

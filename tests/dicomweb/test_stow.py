@@ -291,7 +291,7 @@ def test_staff_resolve_a_conflict_by_keeping_the_stored_version(client, first, w
     sign_in(world.first["hospital_admin"])
     response = client.post(
         reverse("admin:imaging_ingestconflict_changelist"),
-        {"action": "keep_stored", "_selected_action": [conflict.pk]},
+        {"action": "keep_stored", "_selected_action": [conflict.pk], "confirmed": "yes"},
     )
     assert response.status_code == 302
     with hospital_context(hospital):

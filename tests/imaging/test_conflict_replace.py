@@ -110,7 +110,7 @@ def test_hospital_admin_replaces_from_the_back_office(client, first, world, sign
     sign_in(world.first["hospital_admin"])
     response = client.post(
         reverse("admin:imaging_ingestconflict_changelist"),
-        {"action": "replace_with_received", "_selected_action": [conflict.pk]},
+        {"action": "replace_with_received", "_selected_action": [conflict.pk], "confirmed": "yes"},
     )
     assert response.status_code == 302
     with hospital_context(hospital):
@@ -126,7 +126,7 @@ def test_admin_of_another_hospital_cannot_replace(client, first, world, sign_in)
     sign_in(world.second["hospital_admin"])
     client.post(
         reverse("admin:imaging_ingestconflict_changelist"),
-        {"action": "replace_with_received", "_selected_action": [conflict.pk]},
+        {"action": "replace_with_received", "_selected_action": [conflict.pk], "confirmed": "yes"},
     )
     with hospital_context(hospital):
         assert not ReplacedInstanceVersion.objects.exists()

@@ -232,3 +232,22 @@ def _uid(blob: bytes, keyword: str) -> str:
     from pydicom import dcmread
 
     return str(getattr(dcmread(io.BytesIO(blob)), keyword))
+
+
+def test_stored_files_report_their_validation_warnings(uploader, post):
+    import uuid
+
+    batch = uuid.uuid4()
+    post(uploader, batch, _file("a.dcm", make_ct_slice(InstitutionName="ELSEWHERE")), _file("b.dcm", make_ct_slice()))
+    items = uploader.get(reverse("imaging:upload_status", args=["first", batch])).json()["items"]
+    assert [item["status"] for item in items] == ["stored", "stored"]
+    [warning] = items[0]["warnings"]
+    assert warning["code"] == "INSTITUTION_MISMATCH" and "机构名称" in warning["message"]
+    assert items[1]["warnings"] == []
+    english = uploader.get(reverse("imaging:upload_status", args=["first", batch]), HTTP_ACCEPT_LANGUAGE="en")
+    assert "机构名称" not in english.json()["items"][0]["warnings"][0]["message"]
+
+
+def test_upload_page_has_a_message_for_no_files_chosen(uploader):
+    html = uploader.get(reverse("imaging:upload", args=["first"])).content.decode()
+    assert 'data-label-no-files="请先选择文件、文件夹或 zip 压缩包。"' in html

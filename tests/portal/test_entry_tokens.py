@@ -66,7 +66,9 @@ def test_staff_screen_prints_a_qr(client, world, study, sign_in):
     assert client.get(url, {"uid": study.study_instance_uid}).status_code == 200
     response = client.post(url, {"study": str(study.public_id)})
     html = response.content.decode()
-    assert response.status_code == 200 and "<svg" in html and "data:image/png;base64," in html
+    # The QR once, as SVG (it prints sharply at any size), with a print button.
+    assert response.status_code == 200 and html.count("<svg") == 1 and "data:image/png;base64," not in html
+    assert 'id="print-slip"' in html and "js/slip.js" in html
     assert EntryToken.objects.model  # the token row exists only as a hash
     from apps.tenants.context import hospital_context
 
@@ -161,3 +163,38 @@ def test_hospital_system_records_a_patients_contact(client, world, request_code)
     assert (
         client.post(url, bad, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 400
     )
+
+
+def test_staff_slip_says_why_a_study_is_not_published(client, world, patient, sign_in):
+    from pydicom.uid import generate_uid
+
+    from apps.imaging.models import Study
+    from apps.reports.services import report_create
+    from apps.tenants.context import hospital_context
+
+    with hospital_context(world.first.hospital):
+        study = Study.objects.create(hospital=world.first.hospital, patient=patient.patient,
+                                     study_instance_uid=generate_uid(), modalities="CT")  # fmt: skip
+    sign_in(world.first["technologist"])
+    url = reverse("portal:staff_slip", args=["first"])
+    html = client.get(url, {"study": str(study.public_id)}).content.decode()
+    assert 'id="not-published"' in html
+    assert "报告尚未签发。" in html and "影像尚未标记为完整。" in html
+    assert "此处没有内容" not in html
+    with hospital_context(world.first.hospital):
+        report_create(hospital=world.first.hospital, study=study, actor=world.first["reporting_doctor"],
+                      fields={"impression": "x"})  # fmt: skip
+    html = client.get(url, {"study": str(study.public_id)}).content.decode()
+    assert "报告尚未签发。" in html  # a draft is not signed
+
+
+def test_staff_slip_of_a_published_study_has_no_warning(client, world, study, sign_in):
+    sign_in(world.first["technologist"])
+    html = client.get(reverse("portal:staff_slip", args=["first"]), {"study": str(study.public_id)}).content.decode()
+    assert 'id="not-published"' not in html and 'id="make-qr"' in html
+
+
+def test_hospital_page_links_the_exam_slip(client, world, sign_in):
+    sign_in(world.first["technologist"])
+    html = client.get(reverse("core:hospital_home", args=["first"])).content.decode()
+    assert f'id="exam-slip" href="{reverse("portal:staff_slip", args=["first"])}"' in html

@@ -52,7 +52,7 @@ def test_share_create_open_and_uses_are_listed(client, world, patient, study, si
     from django.test import Client
 
     sign_in_patient(patient)
-    response = client.post(reverse("portal:share_new", args=["first", study.public_id]), {"hours": 24})
+    response = client.post(reverse("portal:share_new", args=["first", study.public_id]), {"hours": 24}, follow=True)
     assert response.status_code == 200
     link = response.context["link"]
     code = response.context["access_code"]
@@ -124,3 +124,63 @@ def test_manifest_and_no_service_worker(client):
     assert response.status_code == 200 and response.json()["start_url"] == "/portal/"
     html = client.get(reverse("portal:index")).content.decode()
     assert "serviceWorker" not in html and "<script" not in html
+
+
+def test_study_page_shows_the_last_viewable_day_inclusive(client, world, patient, make_published_study,
+                                                          sign_in_patient):  # fmt: skip
+    """Outpatient, 15 years: the period ends (exclusively) on 2041-11-30, so 2041-11-29 is the last
+    day, as on the staff slip."""
+    from datetime import date
+
+    study = make_published_study(patient, study_date=date(2026, 11, 30))
+    sign_in_patient(patient)
+    html = client.get(reverse("portal:study", args=["first", study.public_id])).content.decode()
+    assert '<p class="hint" id="available-until">可在线查看至2041-11-29（含当日）。</p>' in html
+    assert "2041-11-30" not in html
+
+
+def test_expired_study_names_its_last_viewable_day(client, world, patient, make_published_study, sign_in_patient):
+    from datetime import date, timedelta
+
+    today = date.today()
+    ended = make_published_study(patient, study_date=today.replace(year=today.year - 15))
+    sign_in_patient(patient)
+    last_day = (today - timedelta(days=1)).isoformat()
+    response = client.get(reverse("portal:study", args=["first", ended.public_id]))
+    assert response.status_code == 410
+    assert f"最后可在线查看日为{last_day}" in response.content.decode()
+    assert f"最后可在线查看日为{last_day}" in client.get(reverse("portal:home", args=["first"])).content.decode()
+
+
+def test_share_creation_redirects_and_shows_the_code_once(client, world, patient, study, sign_in_patient):
+    from apps.portal.models import Share
+
+    sign_in_patient(patient)
+    response = client.post(reverse("portal:share_new", args=["first", study.public_id]), {"hours": 24})
+    with hospital_context(world.first.hospital):
+        share = Share.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("portal:share_created", args=["first", share.public_id])
+    first = client.get(response["Location"]).content.decode()
+    assert 'id="access-code"' in first and 'id="share-link"' in first
+    again = client.get(response["Location"]).content.decode()
+    assert 'id="access-code"' not in again and 'id="shown-once"' in again
+    with hospital_context(world.first.hospital):
+        assert Share.objects.count() == 1
+
+
+def test_share_created_page_of_another_patient_is_404(client, world, patient, study, make_patient, sign_in_patient):
+    from django.test import Client
+
+    sign_in_patient(patient)
+    location = client.post(reverse("portal:share_new", args=["first", study.public_id]), {"hours": 24})["Location"]
+    other = make_patient(world.first.hospital, phone="13900001111", id_number="110101198001015678")
+    other_client = sign_in_patient(other, on=Client())
+    assert other_client.get(location).status_code == 404
+
+
+def test_revoking_a_share_asks_for_confirmation(client, world, patient, study, sign_in_patient):
+    sign_in_patient(patient)
+    client.post(reverse("portal:share_new", args=["first", study.public_id]), {"hours": 24})
+    html = client.get(reverse("portal:shares", args=["first"])).content.decode()
+    assert '<details class="confirm">' in html and "确定撤销此链接？" in html and "确定撤销</button>" in html

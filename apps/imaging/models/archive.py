@@ -63,7 +63,7 @@ class Study(TenantOwnedModel):
     study_time = models.TimeField(null=True, blank=True)
     description = models.CharField(max_length=64, blank=True)
     referring_physician_name = models.CharField(max_length=200, blank=True)
-    modalities = models.CharField(max_length=64, blank=True, help_text="Backslash-separated")
+    modalities = models.CharField(max_length=64, blank=True, help_text=_("Backslash-separated"))
     encounter_type = models.CharField(max_length=16, choices=EncounterType.choices, default=EncounterType.OUTPATIENT)
     number_of_series = models.PositiveIntegerField(default=0)
     number_of_instances = models.PositiveIntegerField(default=0)

@@ -20,13 +20,19 @@ class ValidationRuleSetting(TenantOwnedModel):
     )
     modality = models.CharField(_("modality"), max_length=16, default="*", help_text=_('"*" for every modality'))
     severity = models.CharField(_("severity"), max_length=8, choices=Level.choices)
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(_("updated at"), auto_now=True)
 
     class Meta:
         verbose_name = _("validation rule setting")
         verbose_name_plural = _("validation rule settings")
         constraints = [
-            models.UniqueConstraint(fields=["hospital", "code", "modality"], name="validation_setting_unique")
+            models.UniqueConstraint(
+                fields=["hospital", "code", "modality"],
+                name="validation_setting_unique",
+                violation_error_message=_(
+                    "This hospital already has a setting for this rule and modality; change that one instead."
+                ),
+            )
         ]
 
     def __str__(self) -> str:
