@@ -21,9 +21,26 @@ class QueryError(ValueError):
 @dataclass(frozen=True)
 class PatientIdentity:
     patient_id: str
-    name: str
+    name: str  # as DICOM holds it (PN: components by ^, groups by =); QIDO answers with this
     birth_date: str
     sex: str
+
+    @property
+    def display_name(self) -> str:
+        return person_name_display(self.name)
+
+
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+
+
+def person_name_display(value: str) -> str:
+    """A DICOM person name as people write it: the ideographic group when there is one (张^三 →
+    张三), else the alphabetic one with its components spaced (Zhang^San → Zhang San). Components
+    of Chinese characters are joined without a space."""
+    groups = value.split("=")
+    chosen = next((group for group in (groups[1:2] + groups[:1]) if group.strip("^ ")), "")
+    parts = [part.strip() for part in chosen.split("^") if part.strip()]
+    return ("" if any(_CJK.search(part) for part in parts) else " ").join(parts)
 
 
 def patient_identity(hospital: Hospital, patient: Patient) -> PatientIdentity:

@@ -9,10 +9,16 @@ export function tagValue(doc, tag) {
   return doc?.[tag]?.Value?.[0];
 }
 
+const CJK = /[\u3400-\u9fff\uf900-\ufaff]/;
+
+// A DICOM person name as people write it: the ideographic group when there is one (张^三 → 张三),
+// else the alphabetic one with its components spaced (Zhang^San → Zhang San).
 export function personName(doc, tag) {
   const value = tagValue(doc, tag);
   if (!value) return "";
-  return value.Ideographic || value.Alphabetic || "";
+  const chosen = value.Ideographic || value.Alphabetic || "";
+  const parts = chosen.split("^").map((part) => part.trim()).filter(Boolean);
+  return parts.join(parts.some((part) => CJK.test(part)) ? "" : " ");
 }
 
 const metadataRequests = new Map(); // series id -> promise of its DICOM JSON documents

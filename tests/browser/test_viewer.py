@@ -210,7 +210,7 @@ def test_overlays_orientation_layouts_in_sync_and_view_changes(live_server, desk
     page.goto(live_server.url + viewer_url(ct["study"]))
     _first_image(page)
     overlay = page.locator(".viewport .overlay.tl").first.inner_text()
-    assert "Ceshi^Huanzhe" in overlay and "TEST0001" in overlay
+    assert "Ceshi Huanzhe" in overlay and "^" not in overlay and "TEST0001" in overlay
     # An axial slice seen from the feet: the patient's left on the screen's right, anterior at the top.
     markers = {side: page.locator(f".viewport .orientation.{side}").first.inner_text() for side in ("right", "top")}
     assert markers == {"right": "L", "top": "A"}

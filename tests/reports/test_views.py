@@ -233,3 +233,16 @@ def test_report_screens_link_to_the_studys_images_in_the_viewer(doctor, world, f
     viewer = reverse("viewer:study", args=["first", study.public_id])
     assert viewer in doctor.get(reverse("reports_staff:worklist", args=["first"])).content.decode()
     assert viewer in doctor.get(url("report", study)).content.decode()
+
+
+def test_names_stored_in_dicom_form_are_shown_as_written(doctor, world, study):
+    """DICOM keeps 'Wang^Xiaoming=王^小明'; the worklist and the report page show 王小明."""
+    from apps.imaging.keys import field_seal
+
+    with hospital_context(world.first.hospital):
+        patient = study.patient
+        patient.name_sealed = field_seal(world.first.hospital, "Wang^Xiaoming=王^小明", field="name")
+        patient.save(update_fields=["name_sealed"])
+    for page in (reverse("reports_staff:worklist", args=["first"]), url("report", study)):
+        content = doctor.get(page).content.decode()
+        assert "王小明" in content and "Wang^Xiaoming" not in content and "王^小明" not in content
