@@ -23,11 +23,14 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from apps.accounts.roles import PlatformRole
+from apps.audit.chain import all_chains, chain_name, verify_chain
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
 from apps.core.backoffice import BackOfficeModelAdmin, acting_hospital, has_platform_role
 from apps.core.timetext import time_with_offset
+from apps.tenants.context import platform_scope
+from apps.tenants.models import Hospital
 
 EXPORT_FIELDS = [
     "public_id", "chain", "sequence", "occurred_at", "hospital_id", "actor_name", "actor_role", "action",
@@ -63,6 +66,17 @@ _NON_STAFF_ROLES = {
     "share": gettext_lazy("Holder of a share link"),
     "anonymous": gettext_lazy("Anonymous"),
 }
+
+
+def _chain_row(chain: str) -> dict[str, Any]:
+    """One chain's verification, labelled by its hospital (or the platform)."""
+    hospital_id = int(chain.split(":", 1)[1]) if chain.startswith("hospital:") else None
+    hospital = Hospital.objects.filter(pk=hospital_id).first() if hospital_id else None
+    return {
+        "label": str(hospital) if hospital else (_("Platform") if hospital_id is None else chain),
+        "events": AuditEvent.objects.filter(chain=chain).count(),
+        "problem": verify_chain(chain),
+    }
 
 
 class _Echo:
@@ -151,8 +165,34 @@ class AuditEventAdmin(BackOfficeModelAdmin):
         extra = [
             path("export.csv", self.admin_site.admin_view(self.export_csv), name="audit_auditevent_export_csv"),
             path("export.json", self.admin_site.admin_view(self.export_json), name="audit_auditevent_export_json"),
+            path("verify/", self.admin_site.admin_view(self.verify_view), name="audit_auditevent_verify"),
         ]
         return extra + super().get_urls()
+
+    def verify_view(self, request: HttpRequest) -> HttpResponse:
+        """Check the hash chains the reader may see (the audit admin: every chain; a hospital
+        admin: their hospital's) and show, per chain, how many events verified or the first broken
+        one. The same check as ``manage.py verify_audit_chain``, for those who have no shell."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        if self._auditor(request):
+            with platform_scope("audit"):
+                rows = [_chain_row(chain) for chain in all_chains()]
+        else:
+            hospital = acting_hospital(request)
+            assert hospital is not None  # has_view_permission
+            rows = [_chain_row(chain_name(hospital.pk))]
+        broken = [row for row in rows if row["problem"] is not None]
+        self._log_use(request, Action.AUDIT_LOG_VIEWED, {"verified_chains": len(rows), "broken": len(broken)})
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Audit trail integrity"),
+            "opts": self.model._meta,
+            "rows": rows,
+            "broken": len(broken),
+            "checked_at": time_with_offset(timezone.now()),
+        }
+        return TemplateResponse(request, "admin/audit/auditevent/verify.html", context)
 
     def _filtered(self, request: HttpRequest) -> QuerySet[AuditEvent]:
         """The events the list shows with the same filters and search, oldest first."""

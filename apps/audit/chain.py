@@ -8,6 +8,7 @@ from datetime import UTC
 from typing import Any
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from apps.audit.models import AuditChainHead, AuditEvent
 
@@ -78,11 +79,12 @@ def verify_chain(chain: str) -> ChainProblem | None:
         identity = (chain, event.sequence, str(event.public_id))
         if event.sequence != expected_sequence:
             missing = f"{expected_sequence}..{event.sequence - 1}"
-            return ChainProblem(*identity, f"events before it are missing (sequence {missing})")
+            reason = _("events before it are missing (sequence %(missing)s)") % {"missing": missing}
+            return ChainProblem(*identity, reason)
         if event.previous_hash != previous_hash:
-            return ChainProblem(*identity, "does not follow its predecessor (reordered, or the one before altered)")
+            return ChainProblem(*identity, _("does not follow its predecessor (reordered, or the one before altered)"))
         if not hmac.compare_digest(event_hash(event), event.hash):
-            return ChainProblem(*identity, "its content was altered")
+            return ChainProblem(*identity, _("its content was altered"))
         previous_hash = event.hash
         expected_sequence += 1
         last = event
@@ -93,11 +95,12 @@ def verify_chain(chain: str) -> ChainProblem | None:
         and not hmac.compare_digest(head.signature, head_signature(chain, head.sequence, head.hash))
     ):
         sequence = last.sequence if last else 0
-        return ChainProblem(chain, sequence, str(last.public_id) if last else "-", "the chain head was altered")
+        return ChainProblem(chain, sequence, str(last.public_id) if last else "-", _("the chain head was altered"))
     if head is not None and (last is None or head.sequence != last.sequence or head.hash != last.hash):
         sequence = last.sequence if last else 0
         public_id = str(last.public_id) if last else "-"
-        return ChainProblem(chain, sequence, public_id, f"events after it are missing (the chain had {head.sequence})")
+        reason = _("events after it are missing (the chain had %(count)d)") % {"count": head.sequence}
+        return ChainProblem(chain, sequence, public_id, reason)
     return None
 
 

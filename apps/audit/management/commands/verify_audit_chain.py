@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import translation
 
 from apps.audit.services import audit_chains_verify
 
@@ -9,7 +10,9 @@ class Command(BaseCommand):
     help = "Verify the hash chains of the audit trail. Exits non-zero naming the first broken event."
 
     def handle(self, *args: Any, **options: Any) -> None:
-        problems = audit_chains_verify()
+        # Operators' output, in English like the other commands' (the back office's screen is Chinese).
+        with translation.override("en"):
+            problems = audit_chains_verify()
         if problems:
             for problem in problems:
                 self.stderr.write(f"BROKEN {problem}")
