@@ -110,3 +110,17 @@ export function keyboardBind() {
     }
   });
 }
+
+// On a phone the report panel has no room beside the images: a button opens it over them and a
+// button inside closes it.
+export function reportToggleBind() {
+  const toggle = document.getElementById("report-toggle");
+  const panel = document.getElementById("report-panel");
+  if (!toggle || !panel) return;
+  const set = (open) => {
+    panel.classList.toggle("open", open);
+    toggle.setAttribute("aria-expanded", String(open));
+  };
+  toggle.addEventListener("click", () => set(!panel.classList.contains("open")));
+  for (const close of panel.querySelectorAll("[data-report-close]")) close.addEventListener("click", () => set(false));
+}

@@ -14,7 +14,7 @@ import { displayCheck } from "./display.js";
 import { metadataFetch } from "./loading.js";
 import { toolsInit } from "./tools.js";
 import { layoutBuild, seriesShow } from "./layout.js";
-import { keyboardBind, seriesBrowserBuild, toolbarBuild, toolbarUpdate } from "./interface.js";
+import { keyboardBind, reportToggleBind, seriesBrowserBuild, toolbarBuild, toolbarUpdate } from "./interface.js";
 import { seriesNavigationBuild, swipeBind } from "./series-navigation.js";
 import { hooksInstall } from "./hooks.js";
 
@@ -55,6 +55,7 @@ async function start() {
   seriesNavigationBuild();
   swipeBind();
   keyboardBind();
+  reportToggleBind();
   displayCheck(false);
   window.addEventListener("resize", () => view.engine.resize(true, true));
   layoutBuild("1x1");

@@ -256,3 +256,28 @@ def test_the_viewer_draws_under_its_csp_without_violations(live_server, desktop_
     page.wait_for_timeout(500)  # the scale bar is drawn just after the first image
     assert page.locator("svg [style]").count() > 0, "no SVG annotation was styled: nothing was checked"
     assert refused == []
+
+
+def test_on_a_phone_the_signed_report_opens_over_the_images(live_server, phone_page, world, ct):
+    from apps.reports.services import report_create, report_sign
+    from apps.tenants.context import hospital_context
+
+    doctor = world.first["reporting_doctor"]
+    with hospital_context(world.first.hospital):
+        version = report_create(
+            hospital=world.first.hospital, study=ct["study"], actor=doctor,
+            fields={"findings": "右肺上叶结节", "impression": "建议随访"},
+        )  # fmt: skip
+        report_sign(report=version.report, actor=doctor, expected_version=1)
+    page = phone_page
+    _session_cookie(page, live_server, grant_session(Client(), ct["study"], mode="patient"))
+    page.goto(live_server.url + viewer_url(ct["study"]))
+    _first_image(page)
+    panel = page.locator("#report-panel")
+    assert panel.is_hidden()  # no room beside the images
+    page.locator("#report-toggle").tap()
+    assert panel.is_visible() and "右肺上叶结节" in panel.inner_text()
+    assert page.locator("#report-toggle").get_attribute("aria-expanded") == "true"
+    assert panel.locator("[data-report-close]").inner_text() == "关闭"
+    panel.locator("[data-report-close]").tap()
+    assert panel.is_hidden()
