@@ -8,7 +8,6 @@ each row is updated only if it still names the object that was read and still la
 that stops half-way is resumed by running it again; a second run changes nothing.
 """
 
-import io
 import logging
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
@@ -22,6 +21,7 @@ from apps.imaging.keys import hospital_key
 from apps.imaging.models import Instance
 from apps.imaging.objectstore import StoredObject, instance_stored_object
 from apps.imaging.pixels import _StoredObjectReader
+from apps.imaging.staging import PlaintextView
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
 
@@ -41,27 +41,13 @@ class BackfillResult:
     failed: list[str] = field(default_factory=list)
 
 
-class _StoredObjectFile(io.RawIOBase):
+class _StoredObjectFile(PlaintextView):
     """A stored object's plaintext as a read-only seekable file, one decrypted segment at a time."""
 
     def __init__(self, *, key: bytes, stored: StoredObject) -> None:
         self._reader = _StoredObjectReader(hospital_key=key, stored=stored)
         self._size = stored.plaintext_size
         self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(base + offset, 0)
-        return self._position
 
     def read(self, size: int | None = -1) -> bytes:
         remaining = max(self._size - self._position, 0)

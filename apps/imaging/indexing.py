@@ -7,6 +7,7 @@ hospital's context; nothing here writes files.
 """
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -182,34 +183,42 @@ def _patient_create(hospital: Hospital, parsed: ParsedInstance, mrn_index: str) 
 _PLACEHOLDER_IDS = {"", "UNKNOWN", "ANONYMOUS", "NONE", "NULL", "N/A", "NA", "0", "-"}
 
 
+def _remembered[Row: Patient | Study | Series](
+    cache: dict[str, Row], key: str, lookup: Callable[[], Row | None]
+) -> Row | None:
+    """The row the batch found under ``key`` before, else ``lookup()``'s, remembered if found
+    (absent rows are not remembered: another request may create them meanwhile)."""
+    if (known := cache.get(key)) is not None:
+        return known
+    row = lookup()
+    if row is not None:
+        cache[key] = row
+    return row
+
+
 def existing_patient(batch: IngestBatch, parsed: ParsedInstance) -> Patient | None:
     mrn_index = blind_index(batch.hospital, parsed.patient_id, field="mrn")
-    if (known := batch.patients.get(mrn_index)) is not None:
-        return known
-    patient = Patient.objects.filter(hospital=batch.hospital, mrn_index=mrn_index).first()
-    if patient is not None:
-        batch.patients[mrn_index] = patient
-    return patient
+    return _remembered(
+        batch.patients, mrn_index, lambda: Patient.objects.filter(hospital=batch.hospital, mrn_index=mrn_index).first()
+    )
 
 
 def _existing_study(batch: IngestBatch, study_instance_uid: str) -> Study | None:
-    if (known := batch.studies.get(study_instance_uid)) is not None:
-        return known
-    study = Study.objects.filter(hospital=batch.hospital, study_instance_uid=study_instance_uid).first()
-    if study is not None:
-        batch.studies[study_instance_uid] = study
-    return study
+    return _remembered(
+        batch.studies, study_instance_uid,
+        lambda: Study.objects.filter(hospital=batch.hospital, study_instance_uid=study_instance_uid).first(),
+    )  # fmt: skip
 
 
 def _existing_series(batch: IngestBatch, series_instance_uid: str) -> Series | None:
-    if (known := batch.series.get(series_instance_uid)) is not None:
-        return known
-    if batch.trust_series_instances and series_instance_uid in batch.series_instances:
+    if series_instance_uid not in batch.series and (
+        batch.trust_series_instances and series_instance_uid in batch.series_instances
+    ):
         return None  # looked up in this batch and absent (a series created since is in batch.series)
-    series = Series.objects.filter(hospital=batch.hospital, series_instance_uid=series_instance_uid).first()
-    if series is not None:
-        batch.series[series_instance_uid] = series
-    return series
+    return _remembered(
+        batch.series, series_instance_uid,
+        lambda: Series.objects.filter(hospital=batch.hospital, series_instance_uid=series_instance_uid).first(),
+    )  # fmt: skip
 
 
 def identity_findings(hospital: Hospital, parsed: ParsedInstance, patient: Patient | None) -> list[Finding]:

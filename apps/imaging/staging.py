@@ -79,15 +79,12 @@ def staging_write(
     return sizes[0], digest.hexdigest()
 
 
-class _StagedReader(io.RawIOBase):
-    """A read-only, seekable view of a staged file's plaintext; keeps one decrypted segment."""
+class PlaintextView(io.RawIOBase):
+    """Base of read-only, seekable views of encrypted bytes' plaintext (``_size`` bytes long):
+    the position bookkeeping; subclasses read."""
 
-    def __init__(self, handle: BinaryIO, decryptor: StreamDecryptor) -> None:
-        self._handle = handle
-        self._decryptor = decryptor
-        self._position = 0
-        self._segment_index = -1
-        self._segment = b""
+    _position = 0
+    _size = 0
 
     def readable(self) -> bool:
         return True
@@ -99,11 +96,23 @@ class _StagedReader(io.RawIOBase):
         return self._position
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._decryptor.plaintext_size}[whence]
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
         if base + offset < 0:
             raise ValueError("negative seek position")
         self._position = base + offset
         return self._position
+
+
+class _StagedReader(PlaintextView):
+    """A read-only, seekable view of a staged file's plaintext; keeps one decrypted segment."""
+
+    def __init__(self, handle: BinaryIO, decryptor: StreamDecryptor) -> None:
+        self._handle = handle
+        self._decryptor = decryptor
+        self._size = decryptor.plaintext_size
+        self._position = 0
+        self._segment_index = -1
+        self._segment = b""
 
     def _load(self, index: int) -> bytes:
         if index != self._segment_index:
