@@ -27,6 +27,8 @@ def ui_strings() -> dict[str, str]:
         "rectangle": _("Rectangle ROI"),
         "probe": _("Pixel probe"),
         "mpr": _("MPR"),
+        "moreTools": _("More tools"),
+        "fewerTools": _("Fewer tools"),
         "stack": _("Stack"),
         "presets": _("Presets"),
         "lung": _("Lung"),

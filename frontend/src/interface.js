@@ -31,7 +31,21 @@ export function toolbarBuild() {
   const help = button("?", () => showMessage(isPhone() ? S.touchHelp : S.shortcutsHelp, "info"), "help");
   help.title = S.shortcuts;
   bar.append(help);
+  // On a phone the whole toolbar takes several rows above the images: it shows the tools used most,
+  // and a button shows the rest (CSS hides `.extra` on narrow screens until the bar is expanded).
+  for (const element of bar.querySelectorAll("button")) {
+    if (!PHONE_TOOLS.has(element.dataset.action)) element.classList.add("extra");
+  }
+  const more = button(S.moreTools, () => {
+    const expanded = bar.classList.toggle("expanded");
+    more.textContent = expanded ? S.fewerTools : S.moreTools;
+    more.setAttribute("aria-expanded", String(expanded));
+  }, "more-tools");
+  more.setAttribute("aria-expanded", "false");
+  bar.append(more);
 }
+
+const PHONE_TOOLS = new Set(["tool-windowLevel", "tool-scroll", "tool-zoom", "tool-length", "invert", "reset", "help"]);
 
 export function toolbarUpdate() {
   document.querySelectorAll("#toolbar button").forEach((element) => {

@@ -281,3 +281,22 @@ def test_on_a_phone_the_signed_report_opens_over_the_images(live_server, phone_p
     assert panel.locator("[data-report-close]").inner_text() == "关闭"
     panel.locator("[data-report-close]").tap()
     assert panel.is_hidden()
+
+
+def test_on_a_phone_the_toolbar_shows_the_common_tools_and_the_rest_on_request(
+    live_server, phone_page, desktop_page, world, ct
+):
+    session = _doctor_session(world.first["reporting_doctor"])
+    for page in (phone_page, desktop_page):
+        _session_cookie(page, live_server, session)
+        page.goto(live_server.url + viewer_url(ct["study"]))
+        _first_image(page)
+    phone, desktop = phone_page.locator("#toolbar"), desktop_page.locator("#toolbar")
+    assert phone.locator("[data-action=tool-windowLevel]").is_visible()
+    assert phone.locator("[data-action=mpr]").is_hidden() and phone.locator("[data-action=tool-angle]").is_hidden()
+    more = phone.locator("[data-action=more-tools]")
+    assert more.inner_text() == "更多工具"
+    more.tap()
+    assert phone.locator("[data-action=mpr]").is_visible() and more.inner_text() == "收起"
+    # A desktop has room for everything: no such button.
+    assert desktop.locator("[data-action=mpr]").is_visible() and desktop.locator("[data-action=more-tools]").is_hidden()
