@@ -5,6 +5,7 @@ from typing import Any, ClassVar, Self
 
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils.translation import get_language
 from django.utils.translation import gettext_lazy as _
 
 
@@ -54,6 +55,11 @@ class Hospital(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name_zh} ({self.code})"
+
+    @property
+    def display_name(self) -> str:
+        """The name in the page's language: the English one on English pages when there is one."""
+        return self.name_en if self.name_en and (get_language() or "").startswith("en") else self.name_zh
 
     @property
     def is_active(self) -> bool:

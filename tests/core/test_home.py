@@ -58,3 +58,14 @@ def test_back_office_link_only_for_platform_duties_the_back_office_admits(client
     allowed = _allowed_in_back_office(client)
     assert allowed == (role != PlatformRole.QC_ADMIN)
     assert ('id="back-office"' in client.get(reverse("core:home")).content.decode()) == allowed
+
+
+def test_the_hospital_is_named_in_the_pages_language(client, sign_in, world):
+    from apps.tenants.models import Hospital
+
+    Hospital.objects.filter(pk=world.first.hospital.pk).update(name_en="First People's Hospital")
+    sign_in(world.first["reporting_doctor"])
+    chinese = client.get("/h/first/", HTTP_ACCEPT_LANGUAGE="zh-hans").content.decode()
+    english = client.get("/h/first/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "第一人民医院" in chinese
+    assert "First People&#x27;s Hospital" in english and "第一人民医院" not in english
