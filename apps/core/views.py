@@ -1,5 +1,6 @@
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
 from django.views import defaults
 from django.views.decorators.http import require_GET
 
@@ -62,6 +63,9 @@ STAFF_PATH_PREFIXES = ("/portal/staff/",)
 def page_not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
     """The 404 page: the portal's for patient-facing URLs, else Django's (``404.html``). The
     same text whatever was not found, so it says nothing about what exists."""
+    if request.path.startswith("/api/"):
+        # API clients get JSON, as every other API answer is.
+        return JsonResponse({"error": "not_found", "detail": _("Not found.")}, status=404)
     if request.path.startswith(PATIENT_PATH_PREFIXES) and not request.path.startswith(STAFF_PATH_PREFIXES):
         hospital = getattr(request, "hospital", None)
         return render(request, "portal/not_found.html", {"hospital": hospital}, status=404)

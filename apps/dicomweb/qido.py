@@ -99,6 +99,10 @@ def _from_header(result: dict[str, Any], header: dict[str, Any], tags: Iterable[
         result[tag] = element
 
 
+# Far beyond any archive's matches, and within the database's integer range.
+MAX_OFFSET = 10**9
+
+
 def _page(query: Any) -> tuple[int, int]:
     try:
         limit = int(query.get("limit", DEFAULT_LIMIT))
@@ -107,6 +111,8 @@ def _page(query: Any) -> tuple[int, int]:
         raise selectors.QueryError("limit and offset must be integers") from error
     if limit < 0 or offset < 0:
         raise selectors.QueryError("limit and offset must not be negative")
+    if offset > MAX_OFFSET:
+        raise selectors.QueryError(f"offset must not exceed {MAX_OFFSET}")
     return min(limit or DEFAULT_LIMIT, MAX_LIMIT), offset
 
 

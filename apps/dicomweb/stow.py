@@ -17,6 +17,7 @@ from apps.audit.vocabulary import Action
 from apps.dicomweb import dicomjson
 from apps.dicomweb.base import DICOM_JSON, DicomWebView, json_error
 from apps.dicomweb.multipart import MultipartError, Part, parse_content_type, part_chunks, split_parts, spool
+from apps.imaging.dicom.parse import is_valid_uid
 from apps.imaging.dicom.rules import ValidationPolicy
 from apps.imaging.indexing import IngestBatch, IngestOutcome, ingest_batch_flush, validation_policy
 from apps.imaging.ingest import (
@@ -51,6 +52,8 @@ _FAILURE_REASONS = {
 
 class StowView(DicomWebView):
     def post(self, request: Request, hospital_code: str, study_uid: str | None = None) -> HttpResponse:
+        if study_uid is not None and not is_valid_uid(study_uid):
+            return json_error(400, "bad_request", "The study in the request URL is not a valid UID.")
         content_type = parse_content_type(request.META.get("CONTENT_TYPE", ""))
         if content_type.media_type != "multipart/related":
             return json_error(415, "unsupported_media_type", 'Send multipart/related; type="application/dicom".')

@@ -53,6 +53,20 @@ def _require_doctor(user: Any, hospital: Hospital) -> None:
         raise PermissionDenied(_("Only a reporting or reviewing doctor of this hospital may do this."))
 
 
+def _unstorable(value: str) -> bool:
+    """Text the database and the signature cannot hold: a NUL character, or a lone UTF-16 surrogate
+    (JSON's "\\ud800" decodes to one, and UTF-8 has no encoding for it)."""
+    return "\x00" in value or any("\ud800" <= character <= "\udfff" for character in value)
+
+
+def _clean_reason(reason: Any, required_message: str) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise ValidationError({"reason": required_message})
+    if len(reason) > MAX_TEXT_LENGTH or _unstorable(reason):
+        raise ValidationError({"reason": _("Too long or contains a character that cannot be stored.")})
+    return reason
+
+
 def _clean_fields(fields: Mapping[str, Any]) -> dict[str, str]:
     errors: dict[str, str] = {}
     clean: dict[str, str] = {}
@@ -61,8 +75,8 @@ def _clean_fields(fields: Mapping[str, Any]) -> dict[str, str]:
             errors[name] = _("Unknown field.")
         elif not isinstance(value, str):
             errors[name] = _("Must be text.")
-        elif len(value) > MAX_TEXT_LENGTH or "\x00" in value:
-            errors[name] = _("Too long or contains a NUL character.")
+        elif len(value) > MAX_TEXT_LENGTH or _unstorable(value):
+            errors[name] = _("Too long or contains a character that cannot be stored.")
         else:
             clean[name] = value
     if errors:
@@ -267,8 +281,7 @@ def report_amend(
     to the hospital's admins. A reason is required; every earlier version stays as it was.
     """
     clean = _clean_fields(fields)
-    if not isinstance(reason, str) or not reason.strip():
-        raise ValidationError({"reason": _("A reason is required for an amendment.")})
+    reason = _clean_reason(reason, _("A reason is required for an amendment."))
     with transaction.atomic():
         report = _locked(report, expected_version)
         _require_amendable(report)
@@ -305,8 +318,7 @@ def report_enter_in_error(
     Allowed to the report's reporting or reviewing doctor and to the hospital's admins; a reason
     is required. Every earlier version stays; the report cannot be signed or amended afterwards.
     """
-    if not isinstance(reason, str) or not reason.strip():
-        raise ValidationError({"reason": _("A reason is required to mark a report entered in error.")})
+    reason = _clean_reason(reason, _("A reason is required to mark a report entered in error."))
     with transaction.atomic():
         report = _locked(report, expected_version)
         if report.status == Report.Status.ENTERED_IN_ERROR:

@@ -9,6 +9,7 @@ import re
 from datetime import timedelta
 from typing import Any, ClassVar
 
+from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -81,6 +82,10 @@ class HospitalAPIView(APIView):
             self._audit_failure(request, hospital, "other_hospital")
             raise Http404
         activate_hospital(hospital)
+        method = (request.method or "GET").lower()
+        if method not in self.http_method_names or not hasattr(self, method):
+            # Not a right the token lacks: the resource has no such method.
+            raise exceptions.MethodNotAllowed(request.method or "")
         needed = self.required_scopes.get(request.method or "GET")
         if needed is None or needed not in token.scopes:
             raise exceptions.PermissionDenied(_("This token does not allow this operation."))
@@ -94,6 +99,12 @@ class HospitalAPIView(APIView):
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF errors as ``{"error": code, "detail": message}``; 404 without detail."""
+    if isinstance(exc, RequestDataTooBig):
+        # Django's own answer would be its HTML 400 page.
+        return Response(
+            {"error": "too_large", "detail": _("The request is larger than this server accepts.")},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -78,6 +78,9 @@ def test_limit_and_offset(client, archive):
 def test_bad_query_parameters_are_400(client, archive):
     assert _qido(client, archive["token"], StudyDate="2025-01").status_code == 400
     assert _qido(client, archive["token"], limit="many").status_code == 400
+    # Past the database's integer range: refused, not a server error.
+    huge = _qido(client, archive["token"], offset="99999999999999999999")
+    assert huge.status_code == 400 and huge.json()["error"]
 
 
 def test_series_and_instance_searches(client, archive):

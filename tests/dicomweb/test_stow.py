@@ -309,3 +309,10 @@ def test_a_request_without_instances_is_400(client, first):
     )  # fmt: skip
     assert response.status_code == 400
     assert response.json()["detail"] == "The request holds no instance."
+
+
+def test_a_study_url_that_is_not_a_uid_gets_400(client, first):
+    _hospital, token = first
+    response = stow(client, "first", token, [make_ct_slice()], study_uid="abc def")
+    assert response.status_code == 400
+    assert response.json()["error"] == "bad_request"

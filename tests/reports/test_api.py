@@ -134,3 +134,39 @@ def test_script_in_text_is_stored_as_given(api, world, study):
     payload = "<script>alert('x')</script>"
     assert api("POST", path, {"author": "first-reporting_doctor", "findings": payload}).status_code == 201
     assert api("GET", path).json()["version"]["findings"] == payload
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("impression", "\ud800"), ("findings", "a\udc00b"), ("reason", "\ud800"), ("reason", "nul\x00reason")],
+)
+def test_text_the_database_cannot_hold_gets_400_and_saves_nothing(api, signed, world, study, field, value):
+    """A lone surrogate (JSON "\\ud800") or a NUL character, in a text field or the reason."""
+    body = {"version": 2, "signer": "first-reporting_doctor", "reason": "修正", "impression": "考虑良性"}
+    body[field] = value
+    response = api("POST", f"{signed}/amend", body)
+    assert response.status_code == 400
+    assert field in response.json()["fields"]
+    assert _versions(world, study) == 2
+
+
+def test_a_body_over_the_upload_limit_gets_a_json_413(api, signed, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    body = {"version": 2, "signer": "first-reporting_doctor", "reason": "r", "impression": "长" * 20_000}
+    response = api("POST", f"{signed}/amend", body)
+    assert response.status_code == 413
+    assert response.json()["error"] == "too_large"
+
+
+def test_a_method_the_resource_lacks_gets_405_not_403(client, signed, world):
+    token = token_for(world.first.hospital)
+    response = client.delete(f"/api/first/reports/{signed}", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 405
+
+
+def test_an_unknown_api_path_gets_a_json_404(client, world):
+    token = token_for(world.first.hospital)
+    response = client.get("/api/first/dicom-web/nothing-here", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["error"] == "not_found"
