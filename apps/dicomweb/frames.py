@@ -127,22 +127,15 @@ def pixel_data_open(hospital: Hospital, loaded: ImageInstance) -> PixelData:
     """The instance's Pixel Data in its stored object: where ingest recorded it, or else found by
     walking the element headers (rows stored before the offset was recorded, rare encodings)."""
     instance = loaded.instance
+    key, stored = hospital_key(hospital), instance_stored_object(instance)
+    syntax, geometry = instance.transfer_syntax_uid, loaded.geometry
     try:
         if instance.pixel_data_offset is not None:
             return pixel_data_at(
-                hospital_key=hospital_key(hospital),
-                stored=instance_stored_object(instance),
-                transfer_syntax_uid=instance.transfer_syntax_uid,
-                geometry=loaded.geometry,
-                value_position=instance.pixel_data_offset,
-                value_length=instance.pixel_data_length,
-            )
-        pixel_data = pixel_data_locate(
-            hospital_key=hospital_key(hospital),
-            stored=instance_stored_object(instance),
-            transfer_syntax_uid=instance.transfer_syntax_uid,
-            geometry=loaded.geometry,
-        )
+                hospital_key=key, stored=stored, transfer_syntax_uid=syntax, geometry=geometry,
+                value_position=instance.pixel_data_offset, value_length=instance.pixel_data_length,
+            )  # fmt: skip
+        pixel_data = pixel_data_locate(hospital_key=key, stored=stored, transfer_syntax_uid=syntax, geometry=geometry)
     except PixelDataError as error:
         raise unreadable(error) from error
     if pixel_data is None:

@@ -11,7 +11,7 @@ from email.message import Message
 from email.utils import collapse_rfc2231_value
 from typing import IO, Protocol
 
-from apps.imaging.staging import sealed_spool
+from apps.imaging.spool import sealed_spool
 
 MAX_PART_HEADER = 8 * 1024
 MAX_PARTS = 10_000
@@ -56,7 +56,7 @@ class Part:
 def spool(stream: SupportsRead, *, max_size: int, chunk_size: int = 1024 * 1024) -> IO[bytes]:
     """Copy the request body to a temporary file, refusing more than ``max_size`` bytes.
 
-    The file is sealed under a key held only in memory (``apps.imaging.staging.sealed_spool``):
+    The file is sealed under a key held only in memory (``apps.imaging.spool.sealed_spool``):
     the body names patients, and a deleted temporary file stays readable on the disk.
     """
 
@@ -151,6 +151,11 @@ def split_parts(body: IO[bytes], boundary: str) -> list[Part]:
         parts.append(Part(headers, content_start, max(next_delimiter, content_start)))
         position = next_delimiter + 2
     return parts
+
+
+def part_bytes(body: IO[bytes], part: Part) -> bytes:
+    """The part's content in one read (no list of chunks beside the joined bytes)."""
+    return _read_at(body, part.start, part.end - part.start)
 
 
 def part_chunks(body: IO[bytes], part: Part, chunk_size: int = 1024 * 1024) -> Iterator[bytes]:

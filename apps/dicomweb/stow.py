@@ -16,7 +16,15 @@ from rest_framework.request import Request
 from apps.audit.vocabulary import Action
 from apps.dicomweb import dicomjson
 from apps.dicomweb.base import DICOM_JSON, DicomWebView, json_error
-from apps.dicomweb.multipart import MultipartError, Part, parse_content_type, part_chunks, split_parts, spool
+from apps.dicomweb.multipart import (
+    MultipartError,
+    Part,
+    parse_content_type,
+    part_bytes,
+    part_chunks,
+    split_parts,
+    spool,
+)
 from apps.imaging.dicom.parse import is_valid_uid
 from apps.imaging.dicom.rules import ValidationPolicy
 from apps.imaging.indexing import IngestBatch, IngestOutcome, ingest_batch_flush, validation_policy
@@ -84,7 +92,8 @@ class StowView(DicomWebView):
         policy = validation_policy(self.hospital)
         # The request's transaction already acts for the hospital; the instances of one series
         # share their patient, study and series lookups and counter updates.
-        shared = IngestBatch(hospital=self.hospital, prefetch_series=True)
+        # Several objects: read each series' stored instances once; one object: look its UID up.
+        shared = IngestBatch(hospital=self.hospital, prefetch_series=len(parts) > 1)
         for part in parts:
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
@@ -160,8 +169,7 @@ class StowView(DicomWebView):
         failed: list[dict[str, Any]],
     ) -> None:
         """An object small enough to hold in memory: processed from there, staged only if kept."""
-        body.seek(part.start)
-        data = body.read(part.end - part.start)  # one read: no list of chunks beside the joined bytes
+        data = part_bytes(body, part)
         try:
             outcomes.append(
                 received_object_ingest(

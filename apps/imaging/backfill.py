@@ -12,23 +12,16 @@ import logging
 from dataclasses import dataclass, field
 from typing import BinaryIO, cast
 
-from apps.imaging.dicom.part10 import (
-    DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
-    EXPLICIT_VR_BIG_ENDIAN,
-    scan_part10,
-)
+from apps.imaging.dicom.part10 import NO_DIRECT_OFFSET_TRANSFER_SYNTAXES, scan_part10
 from apps.imaging.keys import hospital_key
 from apps.imaging.models import Instance
-from apps.imaging.objectstore import StoredObject, instance_stored_object
+from apps.imaging.objectstore import STORED_OBJECT_FIELDS, StoredObject, instance_stored_object
 from apps.imaging.pixels import _StoredObjectReader
 from apps.imaging.staging import PlaintextView
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
 
 logger = logging.getLogger(__name__)
-
-# Ingest never records an offset for these (apps.imaging.dicom.part10._direct_pixel_data_offset).
-_NO_DIRECT_OFFSET = (DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
 
 
 @dataclass
@@ -66,18 +59,8 @@ def _pending(hospital: Hospital, *, after_id: int, batch_size: int) -> list[Inst
     with hospital_context(hospital):
         return list(
             Instance.objects.filter(hospital=hospital, id__gt=after_id, pixel_data_offset__isnull=True)
-            .exclude(transfer_syntax_uid__in=_NO_DIRECT_OFFSET)
-            .only(
-                "id",
-                "public_id",
-                "storage_key",
-                "cipher",
-                "wrapped_data_key",
-                "segment_size",
-                "size",
-                "stored_size",
-                "sha256",
-            )
+            .exclude(transfer_syntax_uid__in=NO_DIRECT_OFFSET_TRANSFER_SYNTAXES)
+            .only("id", "public_id", *STORED_OBJECT_FIELDS)
             .order_by("id")[:batch_size]
         )
 

@@ -3,6 +3,7 @@ moved into place, and the directory fsync'd so the move survives a power cut too
 made for it on the way)."""
 
 import os
+import re
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,6 +26,10 @@ def _make_directories(directory: Path) -> None:
     for created in reversed(missing):
         created.mkdir(exist_ok=True)
         _fsync_directory(created.parent)
+
+
+# What this module names a file while writing it: ``<name>.<12 hex>.part``.
+PARTIAL_NAME = re.compile(r"^(?P<name>.+)\.[0-9a-f]{12}\.part$")
 
 
 def write_durably(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> int:

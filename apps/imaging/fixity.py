@@ -25,16 +25,13 @@ from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint, Outcome
 from apps.imaging.keys import hospital_key
 from apps.imaging.models import Instance, ReplacedInstanceVersion
-from apps.imaging.objectstore import StoredObject, instance_stored_object, object_open
+from apps.imaging.objectstore import STORED_OBJECT_FIELDS, StoredObject, instance_stored_object, object_open
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
 
 logger = logging.getLogger(__name__)
 
-_STORED_FIELDS = (
-    *("id", "public_id", "storage_key", "cipher", "wrapped_data_key"),
-    *("segment_size", "size", "stored_size", "sha256"),
-)
+_STORED_FIELDS = ("id", "public_id", *STORED_OBJECT_FIELDS)
 # How many failed public ids one audit event lists (the counts are always complete).
 _AUDITED_FAILURES = 200
 _BATCH_SIZE = 200
@@ -107,17 +104,6 @@ def _batches(
         after_id = batch[-1].pk
 
 
-def _stored_object(row: Instance | ReplacedInstanceVersion) -> StoredObject:
-    if isinstance(row, Instance):
-        return instance_stored_object(row)
-    version = row
-    return StoredObject(
-        key=version.storage_key, suite=version.cipher, wrapped_data_key=bytes(version.wrapped_data_key),
-        segment_size=version.segment_size, plaintext_size=version.size, stored_size=version.stored_size,
-        sha256=version.sha256,
-    )  # fmt: skip
-
-
 def _read_whole(key: bytes, stored: StoredObject) -> None:
     for _piece in object_open(hospital_key=key, stored=stored):
         pass
@@ -143,7 +129,7 @@ def hospital_archive_verify(
                     key = hospital_key(hospital)
             for row in batch:
                 try:
-                    _read_whole(key or b"", _stored_object(row))
+                    _read_whole(key or b"", instance_stored_object(row))
                 except Exception as error:  # noqa: BLE001 - one bad object must not stop the others
                     # The type and the opaque id are enough; an error's text could quote stored bytes.
                     logger.warning("Fixity check failed for %s %s: %s", kind, row.public_id, type(error).__name__)

@@ -97,7 +97,9 @@ class IngestBatch:
         )  # fmt: skip
 
     def adopt(self, work: "IngestBatch") -> None:
-        self.__dict__.update(work.__dict__)
+        """Take over what an object's successful attempt found and added (its retry's caution,
+        ``trust_series_instances``, was for that object only)."""
+        self.__dict__.update({name: value for name, value in work.__dict__.items() if name != "trust_series_instances"})
 
 
 def ingest_batch_flush(*, batch: IngestBatch) -> None:
@@ -149,7 +151,7 @@ def _stored_instance_by_uid(batch: IngestBatch, parsed: ParsedInstance) -> Insta
     return Instance.objects.filter(hospital=batch.hospital, sop_instance_uid=parsed.sop_instance_uid).first()
 
 
-def check_existing(
+def _check_existing(
     batch: IngestBatch, parsed: ParsedInstance, sha256: str, *, directly: bool = False
 ) -> Instance | None:
     """Same SOP Instance UID: same bytes is a duplicate, other bytes a conflict."""
@@ -264,7 +266,29 @@ def _series_in_other_study() -> Refused:
     )
 
 
-def placement(
+def placement_or_existing(
+    batch: IngestBatch, parsed: ParsedInstance, patient: Patient | None, sha256: str
+) -> tuple[Instance | None, tuple[Study | None, Series | None]]:
+    """The instance already stored under the object's SOP Instance UID with the same bytes (a
+    duplicate), else where the object goes: its existing study and series, if any.
+
+    Raises Refused for different bytes under a stored UID (a conflict, ahead of anything else) or
+    for a misplacement (the study of another patient, the series of another study). The batch's
+    lists hold the object's own series only, so before a misplacement is reported, a UID stored
+    elsewhere (under another patient or study) is looked up directly.
+    """
+    existing = _check_existing(batch, parsed, sha256)
+    if existing is not None:
+        return existing, (None, None)
+    try:
+        return None, _placement(batch, parsed, patient)
+    except Refused:
+        if batch.prefetch_series and (existing := _check_existing(batch, parsed, sha256, directly=True)):
+            return existing, (None, None)
+        raise
+
+
+def _placement(
     batch: IngestBatch, parsed: ParsedInstance, patient: Patient | None
 ) -> tuple[Study | None, Series | None]:
     """The existing study and series of the instance, if any; refused before anything is

@@ -30,12 +30,11 @@ from apps.imaging.indexing import (
     IngestBatch,
     IngestOutcome,
     Refused,
-    check_existing,
     existing_patient,
     identity_findings,
     index_instance,
     ingest_batch_flush,
-    placement,
+    placement_or_existing,
     record_findings,
     validation_policy,
 )
@@ -52,6 +51,9 @@ from apps.tenants.models import Hospital
 
 logger = logging.getLogger(__name__)
 
+# The code of objects given up after repeated crashes; their staged bytes are kept for staff.
+GIVEN_UP_ERROR_CODE = "INGEST_FAILED"
+
 
 def staged_object_create(
     *,
@@ -63,9 +65,7 @@ def staged_object_create(
 ) -> StagedObject:
     """Write received bytes durably to staging and record them. Raises StagingTooLarge."""
     public_id = uuid.uuid4()
-    size, sha256 = staging_write(
-        public_id, chunks, hospital_key=hospital_key(hospital), max_size=settings.DICOM_MAX_OBJECT_SIZE
-    )
+    size, sha256 = _stage(public_id, hospital, chunks)
     try:
         return StagedObject.objects.create(
             hospital=hospital,
@@ -84,6 +84,13 @@ def staged_object_create(
 def _remove_staging_after_commit(staged: StagedObject) -> None:
     public_id = staged.public_id
     transaction.on_commit(lambda: staging_remove(public_id))
+
+
+def _staging_done(staged: StagedObject, in_memory: bytes | None) -> None:
+    """The object is final and its bytes are not kept: its staged file (if it has one) goes once
+    the outcome commits. An object received in memory (``in_memory``) has none."""
+    if in_memory is None:
+        _remove_staging_after_commit(staged)
 
 
 def _file_sha256(source: BinaryIO) -> str:
@@ -112,7 +119,7 @@ def staged_object_give_up(*, staged: StagedObject) -> None:
     """After repeated crashes, stop retrying: the object is rejected with a reason, the staged
     bytes kept for staff."""
     _finish(
-        staged, StagedObject.Status.REJECTED, error_code="INGEST_FAILED",
+        staged, StagedObject.Status.REJECTED, error_code=GIVEN_UP_ERROR_CODE,
         error_message_zh="多次处理失败，已停止重试，请联系管理员。",
         error_message_en="Processing failed repeatedly; retries stopped. Contact an administrator.",
     )  # fmt: skip
@@ -161,7 +168,7 @@ def _attempted_twice(
     """
     for number in (1, 2):
         work = batch.fork()
-        work.trust_series_instances = number == 1 and batch.trust_series_instances
+        work.trust_series_instances = number == 1
         try:
             with transaction.atomic():
                 outcome = attempt(work)
@@ -170,9 +177,7 @@ def _attempted_twice(
                 raise
             before_retry()
             continue
-        trust = batch.trust_series_instances
         batch.adopt(work)
-        batch.trust_series_instances = trust  # the retry's caution was for its object only
         return outcome
     raise AssertionError("unreachable")
 
@@ -220,23 +225,25 @@ def received_object_keep(*, hospital: Hospital, source: str, data: bytes, batch_
     return staged_object_create(hospital=hospital, source=source, chunks=[data], batch=batch_id)
 
 
-def _stage_in_memory(staged: StagedObject, data: bytes) -> None:
-    size, digest = staging_write(
-        staged.public_id, [data], hospital_key=hospital_key(staged.hospital), max_size=settings.DICOM_MAX_OBJECT_SIZE
+def _stage(public_id: uuid.UUID, hospital: Hospital, chunks: Iterable[bytes]) -> tuple[int, str]:
+    return staging_write(
+        public_id, chunks, hospital_key=hospital_key(hospital), max_size=settings.DICOM_MAX_OBJECT_SIZE
     )
-    if (size, digest) != (staged.size, staged.sha256):
+
+
+def _stage_in_memory(staged: StagedObject, data: bytes) -> None:
+    if _stage(staged.public_id, staged.hospital, [data]) != (staged.size, staged.sha256):
         raise RuntimeError("The staged copy differs from the bytes received.")
 
 
 def _reject(
-    staged: StagedObject, code: str, message_zh: str, message_en: str, *, staged_on_disk: bool = True
+    staged: StagedObject, code: str, message_zh: str, message_en: str, *, in_memory: bytes | None = None
 ) -> IngestOutcome:
     _finish(
         staged, StagedObject.Status.REJECTED, error_code=code,
         error_message_zh=message_zh[:300], error_message_en=message_en[:300],
     )  # fmt: skip
-    if staged_on_disk:
-        _remove_staging_after_commit(staged)
+    _staging_done(staged, in_memory)
     return IngestOutcome(staged)
 
 
@@ -258,14 +265,10 @@ def _process(
         )
 
 
-def _duplicate(
-    staged: StagedObject, existing: Instance, identity: dict[str, str], outcome: IngestOutcome, in_memory: bytes | None
-) -> IngestOutcome:
+def _duplicate(staged: StagedObject, existing: Instance, identity: dict[str, str], in_memory: bytes | None) -> None:
     """The same bytes are stored already: recorded as a duplicate of that instance."""
     _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
-    if in_memory is None:
-        _remove_staging_after_commit(staged)
-    return outcome
+    _staging_done(staged, in_memory)
 
 
 def _process_source(
@@ -285,9 +288,7 @@ def _process_source(
         findings += identity_findings(hospital, parsed, patient)
         sealed_metadata = metadata.seal_metadata(hospital, parsed)
     except DicomRejected as rejected:
-        return _reject(
-            staged, rejected.code, rejected.message_zh, rejected.message_en, staged_on_disk=in_memory is None
-        )
+        return _reject(staged, rejected.code, rejected.message_zh, rejected.message_en, in_memory=in_memory)
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:
         # A value pydicom cannot represent (a DS of "1,25", say): refuse the object. The log names
         # the error's type only: its message may quote the value.
@@ -297,7 +298,7 @@ def _process_source(
             "DICOM_MALFORMED",
             "文件中有无法解读的属性值。",
             "The file holds an attribute value that cannot be read.",
-            staged_on_disk=in_memory is None,
+            in_memory=in_memory,
         )
     identity = {"sop_instance_uid": parsed.sop_instance_uid, "sop_class_uid": parsed.sop_class_uid}
     rejections = [f for f in findings if f.severity == Severity.REJECT]
@@ -313,17 +314,10 @@ def _process_source(
         if rejections:
             first = rejections[0]
             raise Refused(first.code, first.message_zh, first.message_en)
-        existing = check_existing(batch, parsed, sha256)
+        existing, (study, series) = placement_or_existing(batch, parsed, patient, sha256)
         if existing is not None:
-            return _duplicate(staged, existing, identity, IngestOutcome(staged, findings, parsed), in_memory)
-        try:
-            study, series = placement(batch, parsed, patient)
-        except Refused:
-            # The batch's lists hold the object's own series only: a UID stored elsewhere (under
-            # another patient or study) is a conflict or a duplicate before it is misplaced.
-            if batch.prefetch_series and (existing := check_existing(batch, parsed, sha256, directly=True)):
-                return _duplicate(staged, existing, identity, IngestOutcome(staged, findings, parsed), in_memory)
-            raise
+            _duplicate(staged, existing, identity, in_memory)
+            return IngestOutcome(staged, findings, parsed)
         source.seek(0)
         stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size)
         # The digest taken while encrypting must be the one taken while staging.
@@ -349,13 +343,12 @@ def _process_source(
             IngestConflict.objects.create(
                 hospital=hospital, staged=staged, existing=refused.conflict_with, received_sha256=sha256
             )
-        elif in_memory is None:
-            _remove_staging_after_commit(staged)
+        else:
+            _staging_done(staged, in_memory)
         return IngestOutcome(staged, findings, parsed)
     except BaseException:
         if stored is not None:
             object_delete(stored.key)
         raise
-    if in_memory is None:
-        _remove_staging_after_commit(staged)
+    _staging_done(staged, in_memory)
     return IngestOutcome(staged, findings, parsed)

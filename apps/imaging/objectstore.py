@@ -54,8 +54,13 @@ class StoredObject:
     sha256: str
 
 
+# The columns a row (Instance, ReplacedInstanceVersion) keeps about its stored object.
+STORED_OBJECT_FIELDS = ("storage_key", "cipher", "wrapped_data_key", "segment_size", "size", "stored_size", "sha256")
+
+
 def instance_stored_object(instance: Any) -> StoredObject:
-    """What the object store needs to read an Instance row's object back and check it."""
+    """What the object store needs to read back and check the object of a row that keeps the
+    ``STORED_OBJECT_FIELDS`` (an Instance or a ReplacedInstanceVersion)."""
     return StoredObject(
         key=instance.storage_key, suite=instance.cipher, wrapped_data_key=bytes(instance.wrapped_data_key),
         segment_size=instance.segment_size, plaintext_size=instance.size, stored_size=instance.stored_size,

@@ -7,7 +7,7 @@ from apps.imaging import metadata
 from apps.imaging.dicom.parse import ParsedInstance, parsed_from_header
 from apps.imaging.dicom.rules import Finding, ValidationPolicy
 from apps.imaging.dicom.series_rules import validate_series
-from apps.imaging.indexing import IngestOutcome, finding_row, record_findings, validation_policy
+from apps.imaging.indexing import IngestOutcome, finding_row, validation_policy
 from apps.imaging.models import (
     Instance,
     StagedObject,
@@ -28,12 +28,19 @@ def batch_review(
     by_uid = {outcome.parsed.sop_instance_uid: outcome for outcome in stored if outcome.parsed}
     results = validate_series([o.parsed for o in stored if o.parsed], policy=policy or validation_policy(hospital))
     recorded = []
+    rows = []
     for sop_instance_uid, finding in results:
         outcome = by_uid[sop_instance_uid]
         assert outcome.parsed is not None
-        record_findings(outcome.staged, [finding], outcome.parsed.modality, outcome.staged.instance)
+        rows.append(
+            finding_row(
+                hospital=hospital, staged_id=outcome.staged.pk, instance=outcome.staged.instance, finding=finding,
+                modality=outcome.parsed.modality,
+            )
+        )  # fmt: skip
         outcome.findings.append(finding)
         recorded.append((outcome.staged, finding))
+    ValidationFinding.objects.bulk_create(rows)  # one INSERT for a finding on every slice
     return recorded
 
 

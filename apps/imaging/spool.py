@@ -2,18 +2,18 @@
 
 Django's ``TemporaryFileUploadHandler`` and pynetdicom's chunked C-STORE receive write what they
 receive in plaintext to the temporary directory, and a crash leaves it there. Here each file is
-spooled to an anonymous temporary file as a sealed stream (the format of
-:func:`apps.imaging.staging.sealed_spool`) under a data key held only in this process's memory, so
-neither the file nor its remains after a crash can be read by anyone; readers get a seekable view
-of the plaintext that decrypts one segment at a time.
+spooled to an anonymous temporary file as a sealed stream (the staged files' format) under a data
+key held only in this process's memory, so neither the file nor its remains after a crash can be
+read by anyone; readers get a seekable view of the plaintext that decrypts one segment at a time.
 
-``staging.sealed_spool`` takes its bytes from an iterable; upload handlers and pynetdicom push
-theirs, so :class:`SealedSpool` takes them through ``write()``.
+Upload handlers and pynetdicom push their bytes through :class:`SealedSpool`'s ``write()``;
+:func:`sealed_spool` takes them from an iterable (a STOW-RS request body).
 """
 
 import os
 import tempfile
 import uuid
+from collections.abc import Iterable
 from typing import Any, BinaryIO
 
 from django.conf import settings
@@ -85,6 +85,19 @@ class SealedSpool:
             self._handle.close()
             self._handle = None
         self._buffer = bytearray()
+
+
+def sealed_spool(chunks: Iterable[bytes]) -> BinaryIO:
+    """Spool ``chunks`` sealed and return a seekable reader of the plaintext (close it to delete
+    the file). For bytes that must reach the disk only for a while (a request body being split)."""
+    spool = SealedSpool()
+    try:
+        for chunk in chunks:
+            spool.write(chunk)
+        return spool.finish()
+    except BaseException:
+        spool.close()
+        raise
 
 
 class SealedUploadedFile(UploadedFile):

@@ -10,7 +10,6 @@ seekable file that decrypts one segment at a time, so objects of any size stay i
 import hashlib
 import io
 import os
-import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -180,32 +179,6 @@ def _reader(handle: BinaryIO, header: StreamHeader, data_key: bytes, object_id: 
     # Not wrapped in io.BufferedReader: pydicom would take that for a file and re-read deferred
     # values from the file by its name, which holds ciphertext.
     return _StagedReader(handle, decryptor)  # type: ignore[return-value]
-
-
-def sealed_spool(chunks: Iterable[bytes]) -> BinaryIO:
-    """Spool ``chunks`` to an anonymous temporary file sealed under a key that exists only in this
-    process's memory, and return a seekable reader of the plaintext (close it to delete the file).
-
-    For bytes that must reach the disk only for a while (a request body being split into parts):
-    neither the file nor, after a crash, its remains can be read by anyone.
-    """
-    data_key = new_key(AES_256_GCM)
-    object_id = f"spool/{uuid.uuid4().hex}"
-    # The format carries a wrapped key; this one is wrapped by a key forgotten at once.
-    header = StreamHeader(
-        suite=AES_256_GCM,
-        segment_size=settings.STORAGE_SEGMENT_SIZE,
-        wrapped_key=wrap_key(kek=os.urandom(32), key=data_key, context=object_id.encode()),
-    )
-    handle = tempfile.TemporaryFile(dir=settings.FILE_UPLOAD_TEMP_DIR)  # noqa: SIM115 - closed by the reader
-    try:
-        for piece in stream_encrypt(chunks=chunks, key=data_key, header=header, object_id=object_id):
-            handle.write(piece)
-        handle.flush()
-        return _reader(handle, header, data_key, object_id)  # type: ignore[arg-type]
-    except BaseException:
-        handle.close()
-        raise
 
 
 def staging_remove(public_id: uuid.UUID) -> None:

@@ -39,6 +39,8 @@ from django.utils import timezone
 
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint, Outcome
+from apps.imaging.durable import PARTIAL_NAME
+from apps.imaging.ingest import GIVEN_UP_ERROR_CODE
 from apps.imaging.models import Instance, ReplacedInstanceVersion, StagedObject
 from apps.imaging.objectstore import OBJECT_KEY_PATTERN, object_delete
 from apps.tenants.context import hospital_context
@@ -49,10 +51,13 @@ logger = logging.getLogger(__name__)
 OBJECTS_PREFIX = "objects"
 _SHARD = re.compile(r"^[0-9a-f]{2}$")
 _NAME = re.compile(r"^[0-9a-f]{32}$")
-_PARTIAL = re.compile(r"^[0-9a-f]{32}\.[0-9a-f]{12}\.part$")
 _LOOKUP_BATCH = 500
-# The error code of ingest.staged_object_give_up, whose staged bytes are kept for staff.
-GIVEN_UP_ERROR_CODE = "INGEST_FAILED"
+
+
+def _is_partial(name: str) -> bool:
+    """A temporary file of an interrupted durable write of a staged file or a stored object."""
+    match = PARTIAL_NAME.match(name)
+    return match is not None and _NAME.match(match["name"]) is not None
 
 
 class SweepRefused(Exception):
@@ -133,7 +138,7 @@ def _staged_files(result: SweepResult, *, cutoff: datetime) -> Iterator[tuple[st
             if not entry.is_file(follow_symlinks=False):
                 continue
             old = entry.stat(follow_symlinks=False).st_mtime < cutoff.timestamp()
-            if _PARTIAL.match(entry.name):
+            if _is_partial(entry.name):
                 if old:
                     result.partial_removed += 1
                     result._partials_to_remove.append(("staging", entry.path))
@@ -179,7 +184,7 @@ def _object_keys(result: SweepResult, storage: Storage, *, cutoff: datetime) -> 
             key = f"{OBJECTS_PREFIX}/{shard}/{name}"
             if OBJECT_KEY_PATTERN.match(key) and name.startswith(shard):
                 yield key
-            elif on_filesystem and _PARTIAL.match(name):
+            elif on_filesystem and _is_partial(name):
                 if storage.get_modified_time(key) < cutoff:
                     result.partial_removed += 1
                     result._partials_to_remove.append(("objects", key))

@@ -80,7 +80,10 @@ def upload_status(request: HttpRequest, batch: uuid.UUID) -> JsonResponse:
         .prefetch_related(
             Prefetch(
                 "findings",
-                queryset=ValidationFinding.objects.filter(severity=Severity.WARN).order_by("id"),
+                queryset=ValidationFinding.objects.filter(
+                    hospital=request.hospital,  # type: ignore[attr-defined]
+                    severity=Severity.WARN,
+                ).order_by("id"),
                 to_attr="warnings",
             )
         )

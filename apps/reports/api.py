@@ -92,7 +92,7 @@ class ReportAPIView(HospitalAPIView):
     def audit_read(self, request: Request, report_id: str, details: dict[str, Any]) -> None:
         audit_record(
             action=Action.REPORT_VIEWED, request=request._request, hospital=self.hospital,
-            entry_point=EntryPoint.API, actor_name=f"api-token:{self.token.prefix}", object_type="report",
+            entry_point=EntryPoint.API, actor_name=self.token.actor_name, object_type="report",
             object_id=report_id, details={"token": str(self.token.public_id), **details},
         )  # fmt: skip
 

@@ -19,6 +19,8 @@ IMPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2"
 EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1"
 DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN = "1.2.840.10008.1.2.1.99"
 EXPLICIT_VR_BIG_ENDIAN = "1.2.840.10008.1.2.2"
+# Transfer syntaxes whose Pixel Data position ingest never records (see _direct_pixel_data_offset).
+NO_DIRECT_OFFSET_TRANSFER_SYNTAXES = (DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
 # Transfer syntaxes whose Pixel Data is native (not encapsulated), PS3.5 A.1-A.5.
 NATIVE_TRANSFER_SYNTAXES = frozenset(
     {
@@ -297,7 +299,7 @@ def _direct_pixel_data_offset(pixel: _PixelElement | None, transfer_syntax: str,
         pixel is None
         or pixel.tag != _PIXEL_DATA
         or pixel.after_extended_offset_table
-        or transfer_syntax in (DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, EXPLICIT_VR_BIG_ENDIAN)
+        or transfer_syntax in NO_DIRECT_OFFSET_TRANSFER_SYNTAXES
     ):
         return None
     return pixel.value_position - base
