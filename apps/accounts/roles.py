@@ -23,3 +23,5 @@ class PlatformRole(models.TextChoices):
 
 
 SEPARATED_DUTIES = frozenset({PlatformRole.SYSTEM_ADMIN, PlatformRole.SECURITY_ADMIN, PlatformRole.AUDIT_ADMIN})
+# The platform duties that have back-office screens (the QC centre has its own, patient-free view).
+BACK_OFFICE_DUTIES = SEPARATED_DUTIES | {PlatformRole.VENDOR_OPERATOR}

@@ -23,7 +23,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from apps.accounts.roles import PlatformRole
-from apps.audit.chain import all_chains, chain_name, verify_chain
+from apps.audit.chain import all_chains, chain_hospital_id, chain_name, verify_chain
 from apps.audit.models import AuditEvent
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
@@ -68,15 +68,20 @@ _NON_STAFF_ROLES = {
 }
 
 
-def _chain_row(chain: str) -> dict[str, Any]:
-    """One chain's verification, labelled by its hospital (or the platform)."""
-    hospital_id = int(chain.split(":", 1)[1]) if chain.startswith("hospital:") else None
-    hospital = Hospital.objects.filter(pk=hospital_id).first() if hospital_id else None
-    return {
-        "label": str(hospital) if hospital else (_("Platform") if hospital_id is None else chain),
-        "events": AuditEvent.objects.filter(chain=chain).count(),
-        "problem": verify_chain(chain),
-    }
+def _chain_row(chain: str, label: str) -> dict[str, Any]:
+    """One chain's verification, under its label (its hospital, or the platform)."""
+    return {"label": label, "events": AuditEvent.objects.filter(chain=chain).count(), "problem": verify_chain(chain)}
+
+
+def _chain_rows(chains: list[str]) -> list[dict[str, Any]]:
+    hospitals = Hospital.objects.in_bulk([i for i in map(chain_hospital_id, chains) if i is not None])
+    rows = []
+    for chain in chains:
+        hospital_id = chain_hospital_id(chain)
+        hospital = hospitals.get(hospital_id) if hospital_id is not None else None
+        label = str(hospital) if hospital else (_("Platform") if hospital_id is None else chain)
+        rows.append(_chain_row(chain, label))
+    return rows
 
 
 class _Echo:
@@ -177,11 +182,11 @@ class AuditEventAdmin(BackOfficeModelAdmin):
             raise PermissionDenied
         if self._auditor(request):
             with platform_scope("audit"):
-                rows = [_chain_row(chain) for chain in all_chains()]
+                rows = _chain_rows(all_chains())
         else:
             hospital = acting_hospital(request)
             assert hospital is not None  # has_view_permission
-            rows = [_chain_row(chain_name(hospital.pk))]
+            rows = [_chain_row(chain_name(hospital.pk), str(hospital))]
         broken = [row for row in rows if row["problem"] is not None]
         self._log_use(request, Action.AUDIT_LOG_VIEWED, {"verified_chains": len(rows), "broken": len(broken)})
         context = {

@@ -19,6 +19,11 @@ def chain_name(hospital_id: int | None) -> str:
     return f"hospital:{hospital_id}" if hospital_id else PLATFORM_CHAIN
 
 
+def chain_hospital_id(chain: str) -> int | None:
+    """The hospital whose chain this is (None for the platform's): ``chain_name`` read back."""
+    return int(chain.removeprefix("hospital:")) if chain.startswith("hospital:") else None
+
+
 def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
 

@@ -22,7 +22,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import gettext_noop, ngettext_lazy
 
 from apps.accounts.models import Membership
-from apps.accounts.roles import HospitalRole, PlatformRole
+from apps.accounts.roles import BACK_OFFICE_DUTIES, HospitalRole, PlatformRole
 from apps.accounts.services import platform_roles
 from apps.core.decorators import is_fully_signed_in
 from apps.tenants.context import activate_hospital, activate_platform_scope
@@ -76,12 +76,7 @@ class BackOfficeSite(admin.AdminSite):
             request.platform_roles = set()  # type: ignore[attr-defined]
             if is_fully_signed_in(request):
                 roles = platform_roles(request.user)
-                request.platform_roles = roles & {  # type: ignore[attr-defined]
-                    PlatformRole.SYSTEM_ADMIN,
-                    PlatformRole.SECURITY_ADMIN,
-                    PlatformRole.AUDIT_ADMIN,
-                    PlatformRole.VENDOR_OPERATOR,
-                }
+                request.platform_roles = roles & BACK_OFFICE_DUTIES  # type: ignore[attr-defined]
                 for role, scope in _DUTY_SCOPES.items():
                     if role in roles:
                         activate_platform_scope(scope)

@@ -22,15 +22,13 @@ def may_use_back_office(request: HttpRequest) -> bool:
     a platform duty with back-office screens, or hospital admin at an active hospital. Used to
     show the back-office link only to those it does not answer 403."""
     from apps.accounts.models import Membership
-    from apps.accounts.roles import HospitalRole, PlatformRole
+    from apps.accounts.roles import BACK_OFFICE_DUTIES, HospitalRole
     from apps.accounts.services import platform_roles
     from apps.tenants.models import Hospital
 
     if not is_fully_signed_in(request):
         return False
-    duties = {PlatformRole.SYSTEM_ADMIN, PlatformRole.SECURITY_ADMIN, PlatformRole.AUDIT_ADMIN,
-              PlatformRole.VENDOR_OPERATOR}  # fmt: skip
-    if platform_roles(request.user) & duties:
+    if platform_roles(request.user) & BACK_OFFICE_DUTIES:
         return True
     return Membership.objects.filter(
         user_id=request.user.pk or 0, role=HospitalRole.HOSPITAL_ADMIN, hospital__status=Hospital.Status.ACTIVE

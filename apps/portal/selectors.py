@@ -14,7 +14,7 @@ from apps.audit.models import AuditEvent
 from apps.audit.vocabulary import Action, EntryPoint
 from apps.imaging.models import Patient, Study
 from apps.portal.models import PatientAccessPolicy, Share
-from apps.portal.policy import service_period_end, service_period_ended, service_period_last_day
+from apps.portal.policy import service_period_end, service_period_last_day
 from apps.tenants.models import Hospital
 
 
@@ -55,7 +55,7 @@ def _patient_study(study: Study, policy: PatientAccessPolicy, today: date) -> Pa
         report=version,
         amended=bool(version is not None and version.number > 1 and str(version.status) == "amended"),
         period_end=end,
-        expired=service_period_ended(study, policy, today),
+        expired=today >= end,  # service_period_ended
     )
 
 
@@ -86,35 +86,40 @@ def _staff_roles(events: list[AuditEvent], hospital: Hospital) -> dict[int, list
     """The roles (labels, never names) the staff behind ``events`` hold at ``hospital`` now, for
     events recorded without a role (the report screens, the back office)."""
     from apps.accounts.models import Membership
-    from apps.accounts.roles import HospitalRole
 
     actor_ids = {event.actor_id for event in events if event.actor_id is not None and not event.actor_role}
     if not actor_ids:
         return {}
-    labels = {choice.value: str(choice.label) for choice in HospitalRole}
+    labels = _role_labels()
     roles: dict[int, list[str]] = {}
-    memberships = Membership.objects.filter(hospital=hospital, user_id__in=actor_ids).order_by("role")
+    memberships = Membership.objects.for_hospital(hospital).filter(user_id__in=actor_ids).order_by("role")
     for user_id, role in memberships.values_list("user_id", "role"):
-        roles.setdefault(user_id, []).append(labels.get(role, ""))
+        if role in labels:
+            roles.setdefault(user_id, []).append(labels[role])
     return roles
+
+
+def _role_labels() -> dict[str, str]:
+    """Hospital roles' labels in the current language."""
+    from apps.accounts.roles import HospitalRole
+
+    return {choice.value: str(choice.label) for choice in HospitalRole}
 
 
 def _who(event: AuditEvent, staff_roles: dict[int, list[str]] | None = None) -> str:
     """Who opened: the staff's role, never their name; the patient; a doctor by share link; or
     the hospital's own systems (API)."""
-    from apps.accounts.roles import HospitalRole
-
     mode = event.details.get("mode") if isinstance(event.details, dict) else None
     if event.actor_role == "patient" or mode == "patient":
         return _("You")
     if event.actor_role == "share" or event.object_type == "share" or mode == "share":
         return _("A doctor you shared with")
     if event.actor_id is not None:
-        labels = {choice.value: str(choice.label) for choice in HospitalRole}
+        labels = _role_labels()
         role = event.actor_role
-        if role in labels:
+        if role in labels:  # not written by the app today (staff events carry the user); kept for old rows
             return _("Hospital staff (%(role)s)") % {"role": labels[role]}
-        held = [label for label in (staff_roles or {}).get(event.actor_id, []) if label]
+        held = (staff_roles or {}).get(event.actor_id, [])
         if held:
             return _("Hospital staff (%(role)s)") % {"role": "、".join(held)}
         return _("Hospital staff")
@@ -153,7 +158,7 @@ def access_history(*, hospital: Hospital, patient: Patient, limit: int = 200) ->
     }
     reports = {
         str(report.public_id): studies.get(str(report.study.public_id))
-        for report in Report.objects.filter(hospital=hospital, study__patient=patient).select_related("study")
+        for report in Report.objects.for_hospital(hospital).filter(study__patient=patient).select_related("study")
     }
     events = list(
         AuditEvent.objects.filter(hospital=hospital, action__in=[str(a) for a in SHOWN_ACTIONS])

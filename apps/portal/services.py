@@ -122,10 +122,11 @@ def entry_token_refusal(*, request: HttpRequest, entry: EntryToken) -> EntryRefu
     study = entry.study
     policy = policy_for(entry.hospital)
     today = timezone.localdate()
+    period_end = service_period_end(study, policy)
     refusal: EntryRefusal | None = None
     if not _publication_state(study)[0]:
         refusal = EntryRefusal.NOT_PUBLISHED
-    elif service_period_ended(study, policy, today):
+    elif today >= period_end:  # service_period_ended
         refusal = EntryRefusal.SERVICE_PERIOD_ENDED
     elif today > entry_token_expires_on(entry, policy):
         refusal = EntryRefusal.LINK_EXPIRED
@@ -133,7 +134,7 @@ def entry_token_refusal(*, request: HttpRequest, entry: EntryToken) -> EntryRefu
         return None
     details: dict[str, Any] = {"entry": str(entry.kind), "token": str(entry.public_id), "refused": refusal.value}
     if refusal == EntryRefusal.SERVICE_PERIOD_ENDED:
-        details["period_end"] = service_period_end(study, policy).isoformat()
+        details["period_end"] = period_end.isoformat()
     audit_record(
         action=(
             Action.STUDY_ACCESS_EXPIRED

@@ -10,6 +10,7 @@
 import { S, config, format, status, view, viewportOf } from "./state.js";
 import { hideMessage } from "./messages.js";
 import { seriesShow } from "./layout.js";
+import { button } from "./interface.js";
 
 const SWIPE_MIN_DISTANCE = 60; // CSS pixels
 const SWIPE_MAX_DURATION = 300; // milliseconds
@@ -40,12 +41,8 @@ export function seriesNavigationBuild() {
   const nav = document.getElementById("series-nav");
   if (!nav || config.series.length < 2) return;
   const step = (delta, label, text, key) => {
-    const element = document.createElement("button");
-    element.type = "button";
-    element.textContent = text;
+    const element = button(text, () => seriesStep(delta), key);
     element.setAttribute("aria-label", label);
-    element.dataset.action = key;
-    element.addEventListener("click", () => seriesStep(delta));
     return element;
   };
   const label = document.createElement("span");
