@@ -5,7 +5,7 @@ from enum import StrEnum
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.http import Http404, HttpRequest
 from django.urls import reverse
@@ -27,6 +27,7 @@ from apps.portal.security import (
     normalize_phone,
     token_hash,
 )
+from apps.reports.publication import publication_state
 from apps.tenants.context import bind_token_hash, hospital_context
 from apps.tenants.models import Hospital
 
@@ -124,7 +125,7 @@ def entry_token_refusal(*, request: HttpRequest, entry: EntryToken) -> EntryRefu
     today = timezone.localdate()
     period_end = service_period_end(study, policy)
     refusal: EntryRefusal | None = None
-    if not _publication_state(study)[0]:
+    if not publication_state(study)[0]:
         refusal = EntryRefusal.NOT_PUBLISHED
     elif today >= period_end:  # service_period_ended
         refusal = EntryRefusal.SERVICE_PERIOD_ENDED
@@ -230,19 +231,9 @@ def _share_audit(action: Action, *, request: HttpRequest | None, share: Share, o
     )
 
 
-def _publication_state(study: Study) -> tuple[bool, bool]:
-    """(published and visible now, withdrawn) from the study's publication row, which callers
-    load with ``select_related`` so the viewer's per-request checks stay one query."""
-    try:
-        publication = study.publication  # type: ignore[attr-defined]
-    except ObjectDoesNotExist:
-        return False, False
-    return bool(publication.is_visible), publication.withdrawn_at is not None
-
-
 def share_study_visible(share: Share) -> bool:
     """The shared study is still published to its patient (not withdrawn by the hospital)."""
-    return _publication_state(share.study)[0]
+    return publication_state(share.study)[0]
 
 
 def share_grant_is_valid(hospital: Hospital, grant: dict[str, Any]) -> bool:
@@ -285,7 +276,7 @@ def patient_grant_is_valid(hospital: Hospital, grant: dict[str, Any]) -> bool:
             )
         except ValidationError:
             return False
-        return study is not None and not _publication_state(study)[1]
+        return study is not None and not publication_state(study)[1]
 
 
 def wechat_patient(*, hospital: Hospital, openid: str) -> Patient | None:

@@ -13,7 +13,7 @@ The portal hears of publications and amendments of published reports through
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -257,6 +257,16 @@ def unpublished_reasons(study: Study) -> list[str]:
     if publication is None or publication.images_complete_at is None:
         reasons.append(_("The images are not marked complete yet."))
     return reasons
+
+
+def publication_state(study: Study) -> tuple[bool, bool]:
+    """(published and visible now, withdrawn) from the study's publication row, which callers
+    load with ``select_related("publication")`` so per-request checks stay one query."""
+    try:
+        publication = study.publication  # type: ignore[attr-defined]
+    except ObjectDoesNotExist:
+        return False, False
+    return bool(publication.is_visible), publication.withdrawn_at is not None
 
 
 def study_is_published(study: Study) -> bool:

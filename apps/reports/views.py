@@ -9,7 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from django.contrib import messages
-from django.core.exceptions import BadRequest, ObjectDoesNotExist, PermissionDenied, ValidationError
+from django.core.exceptions import BadRequest, PermissionDenied, ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -25,7 +25,7 @@ from apps.reports import selectors, services
 from apps.reports.forms import CONTENT_LABELS, AmendForm, DiffForm, DraftForm, EnterInErrorForm, SignForm
 from apps.reports.models import Report, ReportVersion
 from apps.reports.printing import PdfUnavailable, print_html, printed_report, report_pdf_bytes
-from apps.reports.publication import publication_for
+from apps.reports.publication import publication_for, publication_state
 from apps.reports.signing import TEXT_FIELDS
 from apps.reports.verification import report_verify_token
 
@@ -55,13 +55,6 @@ def _identity(study: Study) -> Any:
         return None
 
 
-def _published(study: Study) -> bool:
-    try:
-        return bool(study.publication.is_visible)  # type: ignore[attr-defined]
-    except ObjectDoesNotExist:
-        return False
-
-
 @require_GET
 @hospital_staff_required
 def worklist(request: HttpRequest) -> HttpResponse:
@@ -72,7 +65,7 @@ def worklist(request: HttpRequest) -> HttpResponse:
     studies = list(selectors.report_worklist(request.hospital, status=status)[: selectors.WORKLIST_LIMIT])  # type: ignore[attr-defined]
     rows = [
         {"study": study, "patient": _identity(study), "report": getattr(study, "report", None),
-         "published": _published(study)}
+         "published": publication_state(study)[0]}
         for study in studies
     ]  # fmt: skip
     _audit(request, Action.STUDIES_QUERIED, object_type="report_worklist", object_id="", status=status,
