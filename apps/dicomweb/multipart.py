@@ -4,6 +4,8 @@ Reading: the request body is spooled to a sealed temporary file and parts are lo
 bounded reads, so a multi-GB body never sits in memory. Writing: parts are yielded as they are produced.
 """
 
+import io
+import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -53,10 +55,11 @@ class Part:
         return parse_content_type(self.headers.get("content-type", "application/octet-stream")).media_type
 
 
-def spool(stream: SupportsRead, *, max_size: int, chunk_size: int = 1024 * 1024) -> IO[bytes]:
-    """Copy the request body to a temporary file, refusing more than ``max_size`` bytes.
+def spool(stream: SupportsRead, *, max_size: int, memory_max_size: int = 0, chunk_size: int = 1024 * 1024) -> IO[bytes]:
+    """The request body as a seekable file, refusing more than ``max_size`` bytes.
 
-    The file is sealed under a key held only in memory (``apps.imaging.spool.sealed_spool``):
+    A body of up to ``memory_max_size`` bytes is kept in memory. A larger one is copied to a
+    temporary file sealed under a key held only in memory (``apps.imaging.spool.sealed_spool``):
     the body names patients, and a deleted temporary file stays readable on the disk.
     """
 
@@ -68,7 +71,15 @@ def spool(stream: SupportsRead, *, max_size: int, chunk_size: int = 1024 * 1024)
                 raise MultipartError("too large")
             yield chunk
 
-    return sealed_spool(chunks())  # type: ignore[return-value]
+    pieces = chunks()
+    head: list[bytes] = []
+    held = 0
+    for chunk in pieces:
+        head.append(chunk)
+        held += len(chunk)
+        if held > memory_max_size:
+            return sealed_spool(itertools.chain(head, pieces))  # type: ignore[return-value]
+    return io.BytesIO(b"".join(head))
 
 
 def _headers(block: bytes) -> dict[str, str]:

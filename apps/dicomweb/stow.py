@@ -27,6 +27,7 @@ from apps.dicomweb.multipart import (
 )
 from apps.imaging.dicom.parse import is_valid_uid
 from apps.imaging.dicom.rules import ValidationPolicy
+from apps.imaging.durable import DeferredWrites
 from apps.imaging.indexing import IngestBatch, IngestOutcome, ingest_batch_flush, validation_policy
 from apps.imaging.ingest import (
     received_object_ingest,
@@ -72,7 +73,11 @@ class StowView(DicomWebView):
         if not boundary:
             return json_error(400, "bad_request", "The multipart boundary is missing.")
         try:
-            body = spool(request._request, max_size=settings.STOW_MAX_REQUEST_SIZE)
+            body = spool(
+                request._request,
+                max_size=settings.STOW_MAX_REQUEST_SIZE,
+                memory_max_size=settings.STOW_BODY_IN_MEMORY_MAX_SIZE,
+            )
         except MultipartError:
             return json_error(413, "too_large", "The request is larger than this server accepts.")
         with body:
@@ -84,7 +89,7 @@ class StowView(DicomWebView):
                 return json_error(400, "bad_request", "The request holds no instance.")
             return self._store(request, body, parts, study_uid)
 
-    def _store(self, request: Request, body: IO[bytes], parts: list[Any], study_uid: str | None) -> HttpResponse:
+    def _store(self, request: Request, body: IO[bytes], parts: list[Part], study_uid: str | None) -> HttpResponse:
         batch = uuid.uuid4()
         referenced: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
@@ -93,7 +98,68 @@ class StowView(DicomWebView):
         # The request's transaction already acts for the hospital; the instances of one series
         # share their patient, study and series lookups and counter updates.
         # Several objects: read each series' stored instances once; one object: look its UID up.
-        shared = IngestBatch(hospital=self.hospital, prefetch_series=len(parts) > 1)
+        shared = IngestBatch(
+            hospital=self.hospital, prefetch_series=len(parts) > 1, writes=DeferredWrites(), defer_rows=True
+        )
+        # The disk syncs each stored object while the request goes on; the last step before the
+        # answer waits for them all, so nothing that names an object commits before it is durable.
+        try:
+            self._ingest_parts(body, parts, batch, study_uid, policy, shared, outcomes, failed)
+            ingest_batch_flush(batch=shared)
+            batch_review(hospital=self.hospital, outcomes=outcomes, policy=policy)
+            any_warning = False
+            for outcome in outcomes:
+                staged = outcome.staged
+                identity = {
+                    "ReferencedSOPClassUID": staged.sop_class_uid or None,
+                    "ReferencedSOPInstanceUID": staged.sop_instance_uid or None,
+                }
+                if staged.status in {StagedObject.Status.STORED, StagedObject.Status.DUPLICATE}:
+                    item = dicomjson.dataset(**identity, RetrieveURL=self._instance_url(request, outcome))
+                    if outcome.warnings:
+                        any_warning = True
+                        item.update(dicomjson.dataset(WarningReason=WARNING_DATA_SET_DOES_NOT_MATCH))
+                    referenced.append(item)
+                else:
+                    reason = _FAILURE_REASONS.get(staged.error_code, CANNOT_UNDERSTAND)
+                    failed.append(dicomjson.dataset(**identity, FailureReason=reason))
+            self.audit(
+                request, Action.INSTANCES_IMPORTED, object_type="study", object_id=study_uid or "",
+                details={"batch": str(batch), "stored": len(referenced), "failed": len(failed)},
+            )  # fmt: skip
+        finally:
+            synced = _objects_synced(shared)
+        if not synced:
+            # A 5xx: the request's transaction rolls back, so no row names the objects written.
+            return json_error(
+                503, "storage_unavailable", "The archive could not write to its storage; nothing was stored."
+            )
+        result: dict[str, Any] = {}
+        if study_uid:
+            result.update(dicomjson.dataset(RetrieveURL=self.study_url(request, study_uid)))
+        if referenced:
+            result.update(dicomjson.dataset(ReferencedSOPSequence=referenced))
+        if failed:
+            result.update(dicomjson.dataset(FailedSOPSequence=failed))
+        if not referenced:
+            status = 409
+        elif failed or any_warning:
+            status = 202
+        else:
+            status = 200
+        return HttpResponse(json.dumps(result), status=status, content_type=DICOM_JSON)
+
+    def _ingest_parts(
+        self,
+        body: IO[bytes],
+        parts: list[Part],
+        batch: uuid.UUID,
+        study_uid: str | None,
+        policy: ValidationPolicy,
+        shared: IngestBatch,
+        outcomes: list[IngestOutcome],
+        failed: list[dict[str, Any]],
+    ) -> None:
         for part in parts:
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
@@ -120,42 +186,6 @@ class StowView(DicomWebView):
                 # Left "received": the retry sweeper takes it up again. The client hears 0x0110.
                 logger.exception("STOW: staged object %s could not be processed", staged.public_id)
                 failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
-        ingest_batch_flush(batch=shared)
-        batch_review(hospital=self.hospital, outcomes=outcomes, policy=policy)
-        any_warning = False
-        for outcome in outcomes:
-            staged = outcome.staged
-            identity = {
-                "ReferencedSOPClassUID": staged.sop_class_uid or None,
-                "ReferencedSOPInstanceUID": staged.sop_instance_uid or None,
-            }
-            if staged.status in {StagedObject.Status.STORED, StagedObject.Status.DUPLICATE}:
-                item = dicomjson.dataset(**identity, RetrieveURL=self._instance_url(request, outcome))
-                if outcome.warnings:
-                    any_warning = True
-                    item.update(dicomjson.dataset(WarningReason=WARNING_DATA_SET_DOES_NOT_MATCH))
-                referenced.append(item)
-            else:
-                reason = _FAILURE_REASONS.get(staged.error_code, CANNOT_UNDERSTAND)
-                failed.append(dicomjson.dataset(**identity, FailureReason=reason))
-        self.audit(
-            request, Action.INSTANCES_IMPORTED, object_type="study", object_id=study_uid or "",
-            details={"batch": str(batch), "stored": len(referenced), "failed": len(failed)},
-        )  # fmt: skip
-        result: dict[str, Any] = {}
-        if study_uid:
-            result.update(dicomjson.dataset(RetrieveURL=self.study_url(request, study_uid)))
-        if referenced:
-            result.update(dicomjson.dataset(ReferencedSOPSequence=referenced))
-        if failed:
-            result.update(dicomjson.dataset(FailedSOPSequence=failed))
-        if not referenced:
-            status = 409
-        elif failed or any_warning:
-            status = 202
-        else:
-            status = 200
-        return HttpResponse(json.dumps(result), status=status, content_type=DICOM_JSON)
 
     def _ingest_in_memory(
         self,
@@ -198,3 +228,15 @@ class StowView(DicomWebView):
         return self.instance_url(
             request, parsed.study_instance_uid, parsed.series_instance_uid, parsed.sop_instance_uid
         )
+
+
+def _objects_synced(batch: IngestBatch) -> bool:
+    """Wait for the fsyncs of every object the request stored; False if one of them failed."""
+    assert batch.writes is not None
+    try:
+        batch.writes.wait()
+    except OSError as error:
+        # errno only: the message names a file.
+        logger.error("STOW: a stored object could not be made durable (errno %s)", error.errno)
+        return False
+    return True

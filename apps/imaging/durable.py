@@ -4,8 +4,10 @@ made for it on the way)."""
 
 import os
 import re
+import threading
 import uuid
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 
@@ -39,6 +41,12 @@ def write_durably(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> 
     place, which fails rather than replaces. Anything raised while the pieces are produced or
     written removes this call's temporary file and propagates.
     """
+    partial, size = _write_partial(path, pieces, sync=True)
+    _move_into_place(partial, path, new=new)
+    return size
+
+
+def _write_partial(path: Path, pieces: Iterable[bytes], *, sync: bool) -> tuple[Path, int]:
     _make_directories(path.parent)
     # A name of this call's own: a crashed writer's leftover is never taken over or removed here.
     partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.part")
@@ -49,10 +57,15 @@ def write_durably(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> 
                 handle.write(piece)
                 size += len(piece)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
+    return partial, size
+
+
+def _move_into_place(partial: Path, path: Path, *, new: bool) -> None:
     try:
         if new:
             os.link(partial, path)  # FileExistsError if the name is taken: never overwritten
@@ -61,4 +74,64 @@ def write_durably(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> 
         _fsync_directory(path.parent)
     finally:
         partial.unlink(missing_ok=True)
-    return size
+
+
+def _sync_into_place(partial: Path, path: Path, new: bool) -> None:
+    try:
+        handle = os.open(partial, os.O_RDONLY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    _move_into_place(partial, path, new=new)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+# fsync waits on the disk with the GIL released: a few at once let the journal commit them together.
+_SYNC_THREADS = 4
+
+
+def _sync_pool() -> ThreadPoolExecutor:
+    global _pool  # one pool per process, made on first use (after a fork, not before)
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="durable-sync")
+        return _pool
+
+
+class DeferredWrites:
+    """Durable writes whose slow half runs beside the caller: ``write`` puts the bytes in a file of
+    its own and returns; the fsync, the link into place and the directory's fsync run on a small
+    thread pool. The caller must ``wait`` before it commits anything that names one of these files,
+    and treats a failure there as if the writes had failed (rolling back what names them).
+
+    A file whose syncing failed or was never waited for is not lost data but an orphan: nothing
+    committed names it, and ``archive_sweep`` removes it after its grace period.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[Path, Future[None]] = {}
+
+    def write(self, path: Path, pieces: Iterable[bytes], *, new: bool = False) -> int:
+        partial, size = _write_partial(path, pieces, sync=False)
+        self._pending[path] = _sync_pool().submit(_sync_into_place, partial, path, new)
+        return size
+
+    def settle(self, path: Path) -> None:
+        """Wait for one file's syncing, so that it can be deleted without a race; errors are the
+        caller's to ignore (the file is being given up anyway)."""
+        future = self._pending.pop(path, None)
+        if future is not None:
+            wait([future])
+
+    def wait(self) -> None:
+        """Wait for every pending file; if any failed, raise the first failure (after all finished)."""
+        pending, self._pending = list(self._pending.values()), {}
+        wait(pending)
+        for future in pending:
+            if (error := future.exception()) is not None:
+                raise error

@@ -15,6 +15,7 @@ from django.db.models import F
 
 from apps.imaging.dicom.parse import ParsedInstance
 from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy
+from apps.imaging.durable import DeferredWrites
 from apps.imaging.keys import blind_index, field_seal, field_unseal
 from apps.imaging.models import (
     Instance,
@@ -87,6 +88,14 @@ class IngestBatch:
     series_instances: dict[str, dict[str, Instance]] = field(default_factory=dict)
     # Off within the retry of an object after a unique-constraint race: look its UID up directly.
     trust_series_instances: bool = True
+    # Set by a caller that waits for its objects' fsyncs itself before committing (a STOW-RS request:
+    # the disk syncs one object while the next is parsed and indexed). Shared by the batch's forks.
+    writes: DeferredWrites | None = None
+    # Set by a caller that flushes the batch itself (a STOW-RS request): the final rows of objects
+    # received in memory that were stored or found stored already (StagedObject and its findings)
+    # are inserted together by ``ingest_batch_flush`` instead of one by one.
+    defer_rows: bool = False
+    pending_rows: list[tuple[StagedObject, list[Finding], str, Instance | None]] = field(default_factory=list)
 
     def fork(self) -> "IngestBatch":
         return replace(
@@ -94,6 +103,7 @@ class IngestBatch:
             series_added=Counter(self.series_added), study_instances_added=Counter(self.study_instances_added),
             study_series_added=Counter(self.study_series_added), study_modalities=dict(self.study_modalities),
             series_instances={uid: dict(known) for uid, known in self.series_instances.items()},
+            pending_rows=list(self.pending_rows),
         )  # fmt: skip
 
     def adopt(self, work: "IngestBatch") -> None:
@@ -103,7 +113,16 @@ class IngestBatch:
 
 
 def ingest_batch_flush(*, batch: IngestBatch) -> None:
-    """Write the counters the batch collected (F() increments, so concurrent requests add up)."""
+    """Insert the rows the batch deferred, and write the counters it collected (F() increments, so
+    concurrent requests add up)."""
+    if batch.pending_rows:
+        StagedObject.objects.bulk_create([staged for staged, *_ in batch.pending_rows])
+        ValidationFinding.objects.bulk_create(
+            finding_row(hospital=staged.hospital, staged_id=staged.pk, instance=instance, finding=f, modality=modality)
+            for staged, findings, modality, instance in batch.pending_rows
+            for f in findings
+        )
+        batch.pending_rows.clear()
     for series_pk, added in batch.series_added.items():
         Series.objects.filter(pk=series_pk).update(number_of_instances=F("number_of_instances") + added)
     for study_pk in set(batch.study_instances_added) | set(batch.study_modalities):

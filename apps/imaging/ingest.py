@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from apps.imaging import metadata
 from apps.imaging.crypto import CryptoIntegrityError
 from apps.imaging.dicom.parse import DicomRejected, parse_part10
-from apps.imaging.dicom.rules import Severity, ValidationPolicy, validate_instance
+from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy, validate_instance
 from apps.imaging.indexing import (
     IngestBatch,
     IngestOutcome,
@@ -265,10 +265,26 @@ def _process(
         )
 
 
-def _duplicate(staged: StagedObject, existing: Instance, identity: dict[str, str], in_memory: bytes | None) -> None:
-    """The same bytes are stored already: recorded as a duplicate of that instance."""
-    _finish(staged, StagedObject.Status.DUPLICATE, instance=existing, **identity)
-    _staging_done(staged, in_memory)
+def _final(
+    batch: IngestBatch,
+    staged: StagedObject,
+    in_memory: bytes | None,
+    status: str,
+    findings: list[Finding],
+    modality: str,
+    instance: Instance,
+    identity: dict[str, str],
+) -> None:
+    """Record an object as stored or as a duplicate of ``instance``, with its findings. The row of
+    an object received in memory is left to the batch's flush when the batch defers rows."""
+    if in_memory is not None and batch.defer_rows:
+        for name, value in identity.items():
+            setattr(staged, name, value)
+        staged.status, staged.instance = status, instance
+        batch.pending_rows.append((staged, findings, modality, instance))
+    else:
+        _finish(staged, status, instance=instance, **identity)
+        record_findings(staged, findings, modality, instance)
 
 
 def _process_source(
@@ -316,20 +332,21 @@ def _process_source(
             raise Refused(first.code, first.message_zh, first.message_en)
         existing, (study, series) = placement_or_existing(batch, parsed, patient, sha256)
         if existing is not None:
-            _duplicate(staged, existing, identity, in_memory)
+            # Its findings were recorded with the stored instance.
+            _final(batch, staged, in_memory, StagedObject.Status.DUPLICATE, [], parsed.modality, existing, identity)
+            _staging_done(staged, in_memory)
             return IngestOutcome(staged, findings, parsed)
         source.seek(0)
-        stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size)
+        stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size, writes=batch.writes)
         # The digest taken while encrypting must be the one taken while staging.
         if stored.sha256 != sha256:
             raise Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")
         instance = index_instance(batch, parsed, stored, sealed_metadata, (patient, study, series))
-        # The row first: an object received in memory is inserted here, in its final state.
-        _finish(staged, StagedObject.Status.STORED, instance=instance, **identity)
-        record_findings(staged, findings, parsed.modality, instance)
+        # An object received in memory is inserted here (or at the batch's flush), in its final state.
+        _final(batch, staged, in_memory, StagedObject.Status.STORED, findings, parsed.modality, instance, identity)
     except Refused as refused:
         if stored is not None:
-            object_delete(stored.key)
+            object_delete(stored.key, writes=batch.writes)
         status = StagedObject.Status.CONFLICT if refused.conflict_with else StagedObject.Status.REJECTED
         if refused.conflict_with is not None and in_memory is not None:
             # Kept for staff to resolve: now the bytes must be staged after all.
@@ -348,7 +365,7 @@ def _process_source(
         return IngestOutcome(staged, findings, parsed)
     except BaseException:
         if stored is not None:
-            object_delete(stored.key)
+            object_delete(stored.key, writes=batch.writes)
         raise
     _staging_done(staged, in_memory)
     return IngestOutcome(staged, findings, parsed)

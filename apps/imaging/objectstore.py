@@ -34,7 +34,7 @@ from apps.imaging.crypto import (
     unwrap_key,
     wrap_key,
 )
-from apps.imaging.durable import write_durably
+from apps.imaging.durable import DeferredWrites, write_durably
 
 OBJECT_KEY_PATTERN = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{32}$")
 # Ciphertext beyond this spills from memory to a temporary file while an upload is prepared.
@@ -84,7 +84,13 @@ def _hashed_chunks(source: BinaryIO, digest: "hashlib._Hash", chunk_size: int) -
 
 
 def object_put(
-    *, hospital_key: bytes, source: BinaryIO, size: int, suite: str | None = None, segment_size: int | None = None
+    *,
+    hospital_key: bytes,
+    source: BinaryIO,
+    size: int,
+    suite: str | None = None,
+    segment_size: int | None = None,
+    writes: DeferredWrites | None = None,
 ) -> StoredObject:
     """Encrypt ``size`` bytes from ``source`` under a fresh data key and store them under a new opaque key.
 
@@ -92,6 +98,9 @@ def object_put(
     other storages it goes through a temporary file (spilling to disk past 1 MiB), because the storage
     API saves seekable files and S3 multipart uploads need known parts. Plaintext never touches the
     disk. A source holding more or fewer than ``size`` bytes raises ValueError and stores nothing.
+
+    ``writes``: on the filesystem storage, the file's fsyncs run in the background and the caller
+    waits for them (``DeferredWrites.wait``) before it commits the row that names the object.
     """
     chosen_suite: str = suite or settings.STORAGE_CIPHER or AES_256_GCM
     chosen_segment_size: int = segment_size or settings.STORAGE_SEGMENT_SIZE
@@ -111,7 +120,8 @@ def object_put(
     storage = _storage()
     if isinstance(storage, FileSystemStorage):
         # Durable before the caller commits the row that names it: the staged copy goes then.
-        stored_size = write_durably(Path(storage.path(key)), pieces, new=True)
+        path = Path(storage.path(key))
+        stored_size = writes.write(path, pieces, new=True) if writes else write_durably(path, pieces, new=True)
     else:
         with tempfile.SpooledTemporaryFile(max_size=_SPOOL_MAX_SIZE, dir=settings.FILE_UPLOAD_TEMP_DIR) as spool:
             for piece in pieces:
@@ -231,7 +241,11 @@ class _S3RangeReader:
             self._body = None
 
 
-def object_delete(key: str) -> None:
-    """Delete a stored object; only object keys are accepted, so a stray name cannot delete other files."""
+def object_delete(key: str, *, writes: DeferredWrites | None = None) -> None:
+    """Delete a stored object; only object keys are accepted, so a stray name cannot delete other files.
+    ``writes``: the deferred writes it was put with, if any (its syncing is let finish first)."""
     _check_object_key(key)
-    _storage().delete(key)
+    storage = _storage()
+    if writes is not None and isinstance(storage, FileSystemStorage):
+        writes.settle(Path(storage.path(key)))
+    storage.delete(key)

@@ -250,6 +250,9 @@ DEMO_DATA_ALLOWED = True
 DICOM_MAX_OBJECT_SIZE = env_int("DICOM_MAX_OBJECT_SIZE", 4 * 1024**3)
 # The largest STOW-RS request body.
 STOW_MAX_REQUEST_SIZE = env_int("STOW_MAX_REQUEST_SIZE", 8 * 1024**3)
+# A STOW-RS request body up to this size is split in memory; a larger one is spooled to a sealed
+# temporary file first (apps.imaging.spool). A 25-slice CT request is about 13 MB.
+STOW_BODY_IN_MEMORY_MAX_SIZE = env_int("STOW_BODY_IN_MEMORY_MAX_SIZE", 32 * 1024**2)
 # STOW-RS objects up to this size are ingested from memory and staged only when they must be kept
 # (a conflict for staff, a failure for the retry sweeper); larger ones stream through staging.
 # Reading one costs about twice its size in memory for a moment; CT and MR slices are well under 1 MiB.
