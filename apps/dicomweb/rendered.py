@@ -15,21 +15,30 @@ LUT Sequence or VOI LUT Sequence is not applied (the windows above are used inst
 (negative sw or sh flips) and scales to fit vw x vh, keeping the aspect ratio. Compressed pixel data,
 PALETTE COLOR and other photometric interpretations are not decoded here: 406.
 
+``studies/{uid}/rendered`` and ``.../series/{uid}/rendered`` render every image instance of the
+study or series (its first frame, with the same parameters), one part each, as
+multipart/related; type="image/jpeg" (or image/png), in series and instance order. Instances that
+are not images, or that this archive does not render, are left out; if none is left, 406.
+
 Only the frame's bytes are read. Frames above _MAX_FRAME_BYTES are refused (406); frames above
 _MAX_PIXELS are decimated before the pipeline runs, so memory stays bounded.
 """
 
 import io
+import logging
 import math
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from django.http import HttpResponse, QueryDict
+from django.http import HttpResponse, QueryDict, StreamingHttpResponse
 from PIL import Image
 from pydicom.pixels import convert_color_space
 from rest_framework.request import Request
 
+from apps.audit.vocabulary import Action
 from apps.dicomweb.base import DicomWebView
 from apps.dicomweb.frames import (
     ImageInstance,
@@ -38,13 +47,19 @@ from apps.dicomweb.frames import (
     bad_request,
     frame_numbers,
     image_instance_load,
+    image_instance_open,
     not_acceptable,
+    not_found,
     pixel_data_open,
     unreadable,
 )
+from apps.dicomweb.multipart import encode_part_header, parse_content_type
+from apps.imaging import selectors
 from apps.imaging.dicom.part10 import NATIVE_TRANSFER_SYNTAXES
 from apps.imaging.pixels import FrameUnsupported, PixelDataError, frame_array, json_values
 from apps.tenants.models import Hospital
+
+logger = logging.getLogger(__name__)
 
 JPEG = "image/jpeg"
 PNG = "image/png"
@@ -274,6 +289,18 @@ def frame_render(values: np.ndarray, loaded: ImageInstance, frame_index: int, re
     return output.getvalue()
 
 
+def _first_frame(hospital: Hospital, loaded: ImageInstance, frame_number: int, rendering: Rendering) -> bytes:
+    """One frame of a renderable instance, encoded; Refused if its pixel data cannot be read or rendered."""
+    pixel_data = pixel_data_open(hospital, loaded)
+    try:
+        values = frame_array(pixel_data, pixel_data.frame_bytes(frame_number))
+    except PixelDataError as error:
+        raise unreadable(error) from error
+    except FrameUnsupported as error:
+        raise not_acceptable(str(error)) from error
+    return frame_render(values, loaded, frame_number - 1, rendering)
+
+
 def rendered_response(hospital: Hospital, loaded: ImageInstance, frame_list: str | None, query: QueryDict,
                       accept: str) -> HttpResponse:  # fmt: skip
     """The Retrieve Rendered answer for `loaded` (of `hospital`): one JPEG or PNG, or a JSON error.
@@ -286,14 +313,7 @@ def rendered_response(hospital: Hospital, loaded: ImageInstance, frame_list: str
             raise bad_request("Rendered frames are returned one at a time: ask for a single frame.")
         rendering = rendering_parse(query, accept)
         _check_renderable(loaded)
-        pixel_data = pixel_data_open(hospital, loaded)
-        try:
-            values = frame_array(pixel_data, pixel_data.frame_bytes(numbers[0]))
-        except PixelDataError as error:
-            raise unreadable(error) from error
-        except FrameUnsupported as error:
-            raise not_acceptable(str(error)) from error
-        content = frame_render(values, loaded, numbers[0] - 1, rendering)
+        content = _first_frame(hospital, loaded, numbers[0], rendering)
     except Refused as refusal:
         return refusal.response()
     return HttpResponse(content, content_type=rendering.media_type)
@@ -306,7 +326,76 @@ class RenderedView(DicomWebView):
             loaded = image_instance_load(self.hospital, study_uid, series_uid, sop_uid)
         except Refused as refusal:
             return refusal.response()
-        return rendered_response(self.hospital, loaded, frame_list, request.GET, request.META.get("HTTP_ACCEPT", ""))
+        response = rendered_response(
+            self.hospital, loaded, frame_list, request.GET, request.META.get("HTTP_ACCEPT", "")
+        )
+        if response.status_code == 200:
+            self.audit(
+                request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
+                details={"series": series_uid, "instances": 1, "retrieve": "rendered"},
+            )  # fmt: skip
+        return response
+
+
+def _part_accept(accept: str) -> str:
+    """The media types acceptable for each part of a multipart answer: the ``type`` of a
+    multipart/related range, else the Accept header as it is (image/png, image/jpeg, */*)."""
+    for item in accept.split(","):
+        content_type = parse_content_type(item)
+        if content_type.media_type == "multipart/related":
+            return content_type.params.get("type", JPEG)
+    return accept
+
+
+class ResourceRenderedView(DicomWebView):
+    """Study or series rendered: each image instance's first frame, one part each."""
+
+    def get(self, request: Request, hospital_code: str, study_uid: str,
+            series_uid: str | None = None) -> HttpResponse | StreamingHttpResponse:  # fmt: skip
+        instances = list(selectors.instances_matching(self.hospital, {}, study_uid, series_uid))
+        if not instances:
+            return not_found().response()
+        try:
+            rendering = rendering_parse(request.GET, _part_accept(request.META.get("HTTP_ACCEPT", "")))
+        except Refused as refusal:
+            return refusal.response()
+        images = []
+        for instance in instances:
+            try:
+                loaded = image_instance_open(self.hospital, instance)
+                _check_renderable(loaded)
+            except Refused:
+                continue  # not an image, or not one this archive renders
+            images.append(loaded)
+        if not images:
+            return not_acceptable("No instance here is an image this archive renders.").response()
+        self.audit(
+            request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
+            details={"series": series_uid or "", "instances": len(images), "retrieve": "rendered"},
+        )  # fmt: skip
+        boundary = uuid.uuid4().hex
+        return StreamingHttpResponse(
+            _rendered_stream(self.hospital, images, rendering, boundary),
+            content_type=f'multipart/related; type="{rendering.media_type}"; boundary={boundary}',
+        )
+
+
+def _rendered_stream(
+    hospital: Hospital, images: list[ImageInstance], rendering: Rendering, boundary: str
+) -> Iterator[bytes]:
+    """Rendered after the request's transaction: reads only the object store (the hospital key is
+    in process memory since the headers were unsealed)."""
+    for loaded in images:
+        try:
+            content = _first_frame(hospital, loaded, 1, rendering)
+        except Refused as refusal:
+            # The answer has started: an instance that fails now is left out, and logged.
+            logger.warning("rendered: instance %s left out (%s)", loaded.instance.pk, refusal.code)
+            continue
+        yield encode_part_header(boundary, rendering.media_type)
+        yield content
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
 
 
 def _check_renderable(loaded: ImageInstance) -> None:

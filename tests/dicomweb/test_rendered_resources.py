@@ -1,0 +1,126 @@
+"""Study and series rendered (PS3.18 10.4, rendered resources), and the audit of frame and
+rendered retrievals."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from apps.audit.models import AuditEvent
+from apps.audit.vocabulary import Action
+from apps.tenants.context import hospital_context
+from tests.dicomweb.helpers import read_multipart, token_for
+from tests.dicomweb.test_frames_rendered import _encapsulated_ct, _get, _multiframe_ct, _store, _store_part10
+from tests.imaging.dicom_factory import make_instance
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def token(world, local_storage):
+    return token_for(world.first.hospital)
+
+
+def _study(client, token) -> tuple[str, str, list[str]]:
+    """A study of two series: three CT slices (instance numbers 3, 1, 2, stored in that order) with
+    distinct pixel values, and one more slice. Returns the study URL, the first series' URL and the
+    instance URLs of that series by instance number."""
+    first, _values = _multiframe_ct(frames=1, InstanceNumber=3)
+    study_uid, series_uid = first.StudyInstanceUID, first.SeriesInstanceUID
+    urls = {3: _store(client, token, first)}
+    for number in (1, 2):
+        pixels = (np.arange(256, dtype=np.uint16).reshape(16, 16) * (number + 2) + 900).astype("<u2").tobytes()
+        ds = make_instance("CT", StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, InstanceNumber=number,
+                           PixelData=pixels)  # fmt: skip
+        urls[number] = _store(client, token, ds)
+    other = make_instance("CT", StudyInstanceUID=study_uid, SeriesNumber=2, InstanceNumber=1)
+    _store(client, token, other)
+    study_url = f"/api/first/dicom-web/studies/{study_uid}"
+    return study_url, f"{study_url}/series/{series_uid}", [urls[n] for n in (1, 2, 3)]
+
+
+def _parts(response) -> list[bytes]:
+    assert response.status_code == 200, getattr(response, "content", b"")
+    return read_multipart(b"".join(response.streaming_content), response["Content-Type"])
+
+
+def test_a_series_renders_each_instance_in_instance_order(client, token):
+    _study_url, series_url, instance_urls = _study(client, token)
+    window = "1500,3000"  # wide enough that the three slices' values look different
+    response = _get(
+        client, token, f"{series_url}/rendered", accept_header='multipart/related; type="image/png"', window=window
+    )
+    assert response["Content-Type"].startswith('multipart/related; type="image/png"')
+    assert "no-store" in response["Cache-Control"]
+    parts = _parts(response)
+    # Each part is exactly what the instance's own rendered resource answers.
+    singles = [
+        _get(client, token, f"{url}/rendered", accept_header="image/png", window=window).content
+        for url in instance_urls
+    ]
+    assert parts == singles
+    assert len({bytes(part) for part in parts}) == 3
+
+
+def test_a_study_renders_every_series_as_jpeg_by_default(client, token):
+    study_url, _series_url, _instance_urls = _study(client, token)
+    response = _get(client, token, f"{study_url}/rendered")
+    assert response["Content-Type"].startswith('multipart/related; type="image/jpeg"')
+    parts = _parts(response)
+    assert len(parts) == 4
+    assert {Image.open(io.BytesIO(part)).format for part in parts} == {"JPEG"}
+
+
+def test_rendering_parameters_apply_to_every_part(client, token):
+    _study_url, series_url, _instance_urls = _study(client, token)
+    response = _get(client, token, f"{series_url}/rendered", accept="image/png", viewport="8,8")
+    assert [Image.open(io.BytesIO(part)).size for part in _parts(response)] == [(8, 8)] * 3
+    assert _get(client, token, f"{series_url}/rendered", window="40").status_code == 400
+    assert _get(client, token, f"{series_url}/rendered", accept_header="text/html").status_code == 406
+
+
+def test_instances_this_archive_does_not_render_are_left_out(client, token):
+    data, ds = _encapsulated_ct([b"\xff\xd8" + bytes(16) + b"\xff\xd9"])
+    _store_part10(client, token, data, ds)
+    series_url = f"/api/first/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    only_compressed = _get(client, token, f"{series_url}/rendered")
+    assert only_compressed.status_code == 406
+    assert only_compressed.json()["error"] == "not_acceptable"
+    native = make_instance("CT", StudyInstanceUID=ds.StudyInstanceUID, SeriesInstanceUID=ds.SeriesInstanceUID,
+                           InstanceNumber=2)  # fmt: skip
+    _store(client, token, native)
+    assert len(_parts(_get(client, token, f"{series_url}/rendered"))) == 1
+
+
+def test_unknown_and_other_hospitals_studies_are_404(client, token, world):
+    study_url, series_url, _instance_urls = _study(client, token)
+    other = token_for(world.second.hospital)
+    for url in (f"{study_url}/rendered", f"{series_url}/rendered"):
+        response = _get(client, other, url.replace("/first/", "/second/"))
+        assert response.status_code == 404
+        assert response.json()["error"] == "not_found"
+    assert _get(client, token, "/api/first/dicom-web/studies/1.2.3.4/rendered").status_code == 404
+
+
+def test_frame_and_rendered_retrievals_are_audited(client, token, world):
+    study_url, series_url, instance_urls = _study(client, token)
+    asked = [
+        (f"{instance_urls[0]}/frames/1", "frames", 1),
+        (f"{instance_urls[0]}/rendered", "rendered", 1),
+        (f"{instance_urls[0]}/frames/1/rendered", "rendered", 1),
+        (f"{series_url}/rendered", "rendered", 3),
+        (f"{study_url}/rendered", "rendered", 4),
+    ]
+    for url, _kind, _count in asked:
+        response = _get(client, token, url)
+        assert response.status_code == 200
+        if response.streaming:
+            b"".join(response.streaming_content)
+    # A refused retrieval (a frame that does not exist) is not an access.
+    assert _get(client, token, f"{instance_urls[0]}/frames/9").status_code == 400
+    with hospital_context(world.first.hospital):
+        events = list(
+            AuditEvent.objects.filter(action=Action.INSTANCES_ACCESSED).order_by("id").values_list("details", flat=True)
+        )
+    assert [(e["retrieve"], e["instances"]) for e in events] == [(kind, count) for _url, kind, count in asked]
