@@ -4,12 +4,14 @@
 stored; 400: the body is not a well-formed multipart/related; 415: another media type.
 """
 
+import contextlib
 import json
 import logging
 import uuid
 from typing import IO, Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse
 from rest_framework.request import Request
 
@@ -28,7 +30,7 @@ from apps.dicomweb.multipart import (
 from apps.imaging.dicom.parse import is_valid_uid
 from apps.imaging.dicom.rules import ValidationPolicy
 from apps.imaging.durable import DeferredWrites
-from apps.imaging.indexing import IngestBatch, IngestOutcome, ingest_batch_flush, validation_policy
+from apps.imaging.indexing import IngestBatch, IngestOutcome, RedoOneByOne, ingest_batch_flush, validation_policy
 from apps.imaging.ingest import (
     received_object_ingest,
     received_object_keep,
@@ -36,6 +38,7 @@ from apps.imaging.ingest import (
     staged_object_process,
 )
 from apps.imaging.models import StagedObject
+from apps.imaging.objectstore import object_delete
 from apps.imaging.series_review import batch_review
 from apps.imaging.staging import StagingTooLarge
 
@@ -92,20 +95,12 @@ class StowView(DicomWebView):
     def _store(self, request: Request, body: IO[bytes], parts: list[Part], study_uid: str | None) -> HttpResponse:
         batch = uuid.uuid4()
         referenced: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        outcomes: list[IngestOutcome] = []
         policy = validation_policy(self.hospital)
-        # The request's transaction already acts for the hospital; the instances of one series
-        # share their patient, study and series lookups and counter updates.
-        # Several objects: read each series' stored instances once; one object: look its UID up.
-        shared = IngestBatch(
-            hospital=self.hospital, prefetch_series=len(parts) > 1, writes=DeferredWrites(), defer_rows=True
-        )
+        writes = DeferredWrites()
         # The disk syncs each stored object while the request goes on; the last step before the
         # answer waits for them all, so nothing that names an object commits before it is durable.
         try:
-            self._ingest_parts(body, parts, batch, study_uid, policy, shared, outcomes, failed)
-            ingest_batch_flush(batch=shared)
+            outcomes, failed = self._ingest_batch(body, parts, batch, study_uid, policy, writes)
             batch_review(hospital=self.hospital, outcomes=outcomes, policy=policy)
             any_warning = False
             for outcome in outcomes:
@@ -128,7 +123,7 @@ class StowView(DicomWebView):
                 details={"batch": str(batch), "stored": len(referenced), "failed": len(failed)},
             )  # fmt: skip
         finally:
-            synced = _objects_synced(shared)
+            synced = _objects_synced(writes)
         if not synced:
             # A 5xx: the request's transaction rolls back, so no row names the objects written.
             return json_error(
@@ -148,6 +143,40 @@ class StowView(DicomWebView):
         else:
             status = 200
         return HttpResponse(json.dumps(result), status=status, content_type=DICOM_JSON)
+
+    def _ingest_batch(
+        self,
+        body: IO[bytes],
+        parts: list[Part],
+        batch: uuid.UUID,
+        study_uid: str | None,
+        policy: ValidationPolicy,
+        writes: DeferredWrites,
+    ) -> tuple[list[IngestOutcome], list[dict[str, Any]]]:
+        """Ingest the parts as one batch: the request's transaction already acts for the hospital,
+        and the instances of one series share their patient, study and series lookups and counter
+        updates. Several objects: each series' stored instances are read once, and the rows of the
+        objects are inserted together at the flush; should those rows not go in as they are
+        (RedoOneByOne), the batch is rolled back and the parts ingested again, one row at a time.
+        One object: its UID is looked up directly and its rows inserted as it goes."""
+        several = len(parts) > 1
+        for defer_rows in (several, False):
+            shared = IngestBatch(hospital=self.hospital, prefetch_series=several, writes=writes, defer_rows=defer_rows)
+            outcomes: list[IngestOutcome] = []
+            failed: list[dict[str, Any]] = []
+            try:
+                # Only a batch that defers rows can be redone: it needs a savepoint to roll back to.
+                with transaction.atomic() if defer_rows else contextlib.nullcontext():
+                    self._ingest_parts(body, parts, batch, study_uid, policy, shared, outcomes, failed)
+                    ingest_batch_flush(batch=shared)
+            except RedoOneByOne:
+                if not defer_rows:
+                    raise
+                for instance in shared.pending_instances:  # stored, and now named by nothing
+                    object_delete(instance.storage_key, writes=writes)
+                continue
+            return outcomes, failed
+        raise AssertionError("unreachable")
 
     def _ingest_parts(
         self,
@@ -182,6 +211,8 @@ class StowView(DicomWebView):
                 outcomes.append(
                     staged_object_process(staged=staged, expected_study_uid=study_uid, policy=policy, batch=shared)
                 )
+            except RedoOneByOne:
+                raise
             except Exception:
                 # Left "received": the retry sweeper takes it up again. The client hears 0x0110.
                 logger.exception("STOW: staged object %s could not be processed", staged.public_id)
@@ -207,6 +238,8 @@ class StowView(DicomWebView):
                     batch=shared, policy=policy, expected_study_uid=study_uid,
                 )
             )  # fmt: skip
+        except RedoOneByOne:
+            raise
         except Exception:
             # Staged "received" for the retry sweeper, as above. The client hears 0x0110.
             staged = received_object_keep(
@@ -230,11 +263,10 @@ class StowView(DicomWebView):
         )
 
 
-def _objects_synced(batch: IngestBatch) -> bool:
+def _objects_synced(writes: DeferredWrites) -> bool:
     """Wait for the fsyncs of every object the request stored; False if one of them failed."""
-    assert batch.writes is not None
     try:
-        batch.writes.wait()
+        writes.wait()
     except OSError as error:
         # errno only: the message names a file.
         logger.error("STOW: a stored object could not be made durable (errno %s)", error.errno)

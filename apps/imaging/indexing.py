@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from django.db import IntegrityError
 from django.db.models import F
 
 from apps.imaging.dicom.parse import ParsedInstance
@@ -52,6 +53,12 @@ class Refused(Exception):
         self.conflict_with = conflict_with
 
 
+class RedoOneByOne(Exception):
+    """The rows a batch deferred cannot be written as they are (a SOP Instance UID taken meanwhile,
+    or stored elsewhere, or sent twice in one request with different bytes): the caller rolls the
+    batch back and ingests its objects again one at a time, with ``defer_rows`` off."""
+
+
 def validation_policy(hospital: Hospital) -> ValidationPolicy:
     """The hospital's rule severities (per modality) over the rules' defaults."""
     overrides = {
@@ -91,10 +98,13 @@ class IngestBatch:
     # Set by a caller that waits for its objects' fsyncs itself before committing (a STOW-RS request:
     # the disk syncs one object while the next is parsed and indexed). Shared by the batch's forks.
     writes: DeferredWrites | None = None
-    # Set by a caller that flushes the batch itself (a STOW-RS request): the final rows of objects
-    # received in memory that were stored or found stored already (StagedObject and its findings)
-    # are inserted together by ``ingest_batch_flush`` instead of one by one.
+    # Set by a caller that flushes the batch itself (a STOW-RS request): the rows of objects received
+    # in memory and stored (Instance) or found stored already, their final StagedObject rows and
+    # findings, are inserted together by ``ingest_batch_flush`` instead of one by one. The unique
+    # constraint on SOP Instance UIDs is then checked there, for the batch: the caller must be
+    # ready for RedoOneByOne.
     defer_rows: bool = False
+    pending_instances: list[Instance] = field(default_factory=list)
     pending_rows: list[tuple[StagedObject, list[Finding], str, Instance | None]] = field(default_factory=list)
 
     def fork(self) -> "IngestBatch":
@@ -103,7 +113,7 @@ class IngestBatch:
             series_added=Counter(self.series_added), study_instances_added=Counter(self.study_instances_added),
             study_series_added=Counter(self.study_series_added), study_modalities=dict(self.study_modalities),
             series_instances={uid: dict(known) for uid, known in self.series_instances.items()},
-            pending_rows=list(self.pending_rows),
+            pending_instances=list(self.pending_instances), pending_rows=list(self.pending_rows),
         )  # fmt: skip
 
     def adopt(self, work: "IngestBatch") -> None:
@@ -114,7 +124,14 @@ class IngestBatch:
 
 def ingest_batch_flush(*, batch: IngestBatch) -> None:
     """Insert the rows the batch deferred, and write the counters it collected (F() increments, so
-    concurrent requests add up)."""
+    concurrent requests add up). Raises RedoOneByOne if a deferred instance's UID is taken."""
+    if batch.pending_instances:
+        try:
+            Instance.objects.bulk_create(batch.pending_instances)
+        except IntegrityError as error:
+            # The transaction is unusable until the caller rolls its savepoint back.
+            raise RedoOneByOne from error
+        batch.pending_instances.clear()
     if batch.pending_rows:
         StagedObject.objects.bulk_create([staged for staged, *_ in batch.pending_rows])
         ValidationFinding.objects.bulk_create(
@@ -176,6 +193,8 @@ def _check_existing(
     """Same SOP Instance UID: same bytes is a duplicate, other bytes a conflict."""
     existing = _stored_instance_by_uid(batch, parsed) if directly else _stored_instance(batch, parsed)
     if existing is not None and existing.sha256 != sha256:
+        if existing.pk is None:
+            raise RedoOneByOne  # a conflict is kept against a stored instance, not a deferred one
         raise Refused(
             "SOP_INSTANCE_CONFLICT",
             "该 SOP 实例 UID 已存储了不同的内容，已留待人工处理。",
@@ -331,9 +350,12 @@ def index_instance(
     stored: StoredObject,
     sealed_metadata: bytes,
     placement: tuple[Patient | None, Study | None, Series | None],
+    *,
+    defer: bool = False,
 ) -> Instance:
-    """Insert the instance, and its patient, study and series when new. Counters of rows created
-    here start at this instance; those of existing rows are collected in the batch."""
+    """Insert the instance (or, ``defer``, leave it to the batch's flush), and its patient, study
+    and series when new. Counters of rows created here start at this instance; those of existing
+    rows are collected in the batch."""
     hospital = batch.hospital
     modality = parsed.modality[:16]
     patient, study, series = placement
@@ -383,12 +405,16 @@ def index_instance(
         known = [m for m in modalities.split("\\") if m]
         if modality and modality not in known:
             batch.study_modalities[study.pk] = "\\".join(sorted([*known, modality]))
-    instance = Instance.objects.create(
+    instance = Instance(
         hospital=hospital,
         series=series,
         sop_instance_uid=parsed.sop_instance_uid,
         **instance_stored_fields(parsed, stored, sealed_metadata),
     )
+    if defer:
+        batch.pending_instances.append(instance)
+    else:
+        instance.save(force_insert=True)
     # Kept in the batch's lists only where a list is whole: a series read in full, or created here.
     if series_created and batch.prefetch_series:
         batch.series_instances[parsed.series_instance_uid] = {parsed.sop_instance_uid: instance}

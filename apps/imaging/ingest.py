@@ -341,7 +341,10 @@ def _process_source(
         # The digest taken while encrypting must be the one taken while staging.
         if stored.sha256 != sha256:
             raise Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")
-        instance = index_instance(batch, parsed, stored, sealed_metadata, (patient, study, series))
+        instance = index_instance(
+            batch, parsed, stored, sealed_metadata, (patient, study, series),
+            defer=in_memory is not None and batch.defer_rows,
+        )  # fmt: skip
         # An object received in memory is inserted here (or at the batch's flush), in its final state.
         _final(batch, staged, in_memory, StagedObject.Status.STORED, findings, parsed.modality, instance, identity)
     except Refused as refused:

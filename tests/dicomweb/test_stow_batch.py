@@ -256,3 +256,54 @@ def test_a_retry_does_not_switch_the_series_lists_off_for_the_rest_of_the_reques
         if q["sql"].startswith('SELECT "imaging_instance"') and '"sop_instance_uid" =' in q["sql"]
     ]  # fmt: skip
     assert len(by_uid) == 1, by_uid  # the retry's own lookup only
+
+
+def _object_files(storage) -> set[str]:
+    return {
+        os.path.relpath(os.path.join(root, name), storage.location)
+        for root, _dirs, names in os.walk(storage.location)
+        for name in names
+    }
+
+
+def test_a_request_whose_rows_cannot_go_in_together_is_redone_one_by_one(client, first, local_storage):
+    """Several objects: their instance rows go in together at the end. One UID is stored already
+    in another series, so that insert fails; the request is rolled back and redone one object at a
+    time: the taken UID is a conflict kept for staff, the rest stored, and nothing of the first
+    attempt is left, on the disk or in the counters."""
+    hospital, token = first
+    uid = generate_uid()
+    assert stow(client, "first", token, [make_ct_slice(SOPInstanceUID=uid, PatientID="BATCH17")]).status_code == 200
+    taken = make_ct_slice(SOPInstanceUID=uid, PatientID="BATCH17", SeriesDescription="other")
+    series = make_ct_series(3, PatientID="BATCH17")
+    response = stow(client, "first", token, [*series[:2], taken, series[2]])
+    assert response.status_code == 202
+    assert len(response.json()["00081199"]["Value"]) == 3
+    assert [item["00081197"]["Value"] for item in response.json()["00081198"]["Value"]] == [[0x0111]]
+    with hospital_context(hospital):
+        assert Instance.objects.count() == 4
+        new_series = Series.objects.get(series_instance_uid=dcmread(io.BytesIO(series[0])).SeriesInstanceUID)
+        assert new_series.number_of_instances == 3
+        assert new_series.study.number_of_instances == 3
+        assert sorted(StagedObject.objects.values_list("status", flat=True)) == ["conflict"] + ["stored"] * 4
+        assert IngestConflict.objects.get().existing.sop_instance_uid == uid
+        stored_keys = set(Instance.objects.values_list("storage_key", flat=True))
+    assert _object_files(local_storage) == stored_keys
+
+
+def test_one_uid_twice_in_a_request_with_different_bytes_is_a_conflict_with_the_first(client, first, local_storage):
+    hospital, token = first
+    uid = generate_uid()
+    original = make_ct_slice(SOPInstanceUID=uid, PatientID="BATCH18")
+    study_uid = dcmread(io.BytesIO(original)).StudyInstanceUID
+    changed = make_ct_slice(SOPInstanceUID=uid, StudyInstanceUID=study_uid, PatientID="BATCH18", ImageComments="x")
+    response = stow(client, "first", token, [original, changed])
+    assert response.status_code == 202
+    assert [item["00081197"]["Value"] for item in response.json()["00081198"]["Value"]] == [[0x0111]]
+    with hospital_context(hospital):
+        instance = Instance.objects.get()
+        assert instance.sha256 == hashlib.sha256(original).hexdigest()
+        conflict = IngestConflict.objects.get()
+        assert conflict.existing == instance
+        assert conflict.received_sha256 == hashlib.sha256(changed).hexdigest()
+        assert _object_files(local_storage) == {instance.storage_key}
