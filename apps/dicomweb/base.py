@@ -29,6 +29,14 @@ class DicomWebView(HospitalAPIView):
             details={"token": str(self.token.public_id), **(details or {})},
         )  # fmt: skip
 
+    def audit_access(self, request: Any, study_uid: str, series_uid: str | None, instances: int, retrieve: str) -> None:
+        """Record a retrieval (WADO-RS: instances, metadata, frames, rendered) of ``instances``
+        instances of a study, or of one of its series."""
+        self.audit(
+            request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
+            details={"series": series_uid or "", "instances": instances, "retrieve": retrieve},
+        )  # fmt: skip
+
     def base_url(self, request: HttpRequest) -> str:
         return request.build_absolute_uri(f"/api/{self.hospital.code}/dicom-web")
 

@@ -22,7 +22,6 @@ from typing import Any
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.request import Request
 
-from apps.audit.vocabulary import Action
 from apps.dicomweb.base import DicomWebView, json_error
 from apps.dicomweb.multipart import ContentType, encode_part_header, parse_content_type
 from apps.imaging import selectors
@@ -243,8 +242,5 @@ class FramesView(DicomWebView):
             return refusal.response()
         response = frames_response(self.hospital, loaded, frame_list, request.META.get("HTTP_ACCEPT", ""))
         if response.status_code == 200:
-            self.audit(
-                request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
-                details={"series": series_uid, "instances": 1, "retrieve": "frames"},
-            )  # fmt: skip
+            self.audit_access(request, study_uid, series_uid, 1, "frames")
         return response

@@ -5,7 +5,6 @@ bounded reads, so a multi-GB body never sits in memory. Writing: parts are yield
 """
 
 import io
-import itertools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -72,14 +71,22 @@ def spool(stream: SupportsRead, *, max_size: int, memory_max_size: int = 0, chun
             yield chunk
 
     pieces = chunks()
-    head: list[bytes] = []
-    held = 0
+    held = io.BytesIO()
     for chunk in pieces:
-        head.append(chunk)
-        held += len(chunk)
-        if held > memory_max_size:
-            return sealed_spool(itertools.chain(head, pieces))  # type: ignore[return-value]
-    return io.BytesIO(b"".join(head))
+        held.write(chunk)
+        if held.tell() > memory_max_size:
+            return sealed_spool(_then(held, pieces))  # type: ignore[return-value]
+    held.seek(0)
+    return held
+
+
+def _then(held: io.BytesIO, rest: Iterator[bytes]) -> Iterator[bytes]:
+    """What was held in memory, released as it is passed on, then the rest."""
+    first = [held.getvalue()]
+    held.close()
+    while first:
+        yield first.pop()
+    yield from rest
 
 
 def _headers(block: bytes) -> dict[str, str]:

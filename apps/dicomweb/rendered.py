@@ -25,10 +25,11 @@ _MAX_PIXELS are decimated before the pipeline runs, so memory stays bounded.
 """
 
 import io
+import itertools
 import logging
 import math
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +39,6 @@ from PIL import Image
 from pydicom.pixels import convert_color_space
 from rest_framework.request import Request
 
-from apps.audit.vocabulary import Action
 from apps.dicomweb.base import DicomWebView
 from apps.dicomweb.frames import (
     ImageInstance,
@@ -53,9 +53,10 @@ from apps.dicomweb.frames import (
     pixel_data_open,
     unreadable,
 )
-from apps.dicomweb.multipart import encode_part_header, parse_content_type
+from apps.dicomweb.multipart import encode_part_header
 from apps.imaging import selectors
 from apps.imaging.dicom.part10 import NATIVE_TRANSFER_SYNTAXES
+from apps.imaging.models import Instance
 from apps.imaging.pixels import FrameUnsupported, PixelDataError, frame_array, json_values
 from apps.tenants.models import Hospital
 
@@ -144,23 +145,31 @@ def _viewport(text: str) -> Viewport:
     return Viewport(width, height, (source[0], source[1], source[2], source[3]) if source else None)
 
 
-def _media_type(accept: str) -> str:
+def _media_type(accept: str, *, multipart: bool) -> str:
+    """The image type to render, by preference (q); ``multipart``: for the parts of a multipart
+    answer, where a multipart/related range names it in its ``type`` (image types alone do too)."""
     if not accept.strip():
         return JPEG
     for media_range in accepted_media_ranges(accept):
-        if media_range.media_type in {"*/*", "image/*"}:
+        media_type = media_range.media_type
+        if multipart and media_type in {"multipart/related", "multipart/*"}:
+            media_type = media_range.params.get("type", JPEG).lower()
+        if media_type in {"*/*", "image/*"}:
             return JPEG
-        if media_range.media_type in {JPEG, PNG}:
-            return media_range.media_type
+        if media_type in {JPEG, PNG}:
+            return media_type
+    if multipart:
+        raise not_acceptable('Rendered images are available as multipart/related; type="image/jpeg" or "image/png".')
     raise not_acceptable("Rendered images are available as image/jpeg or image/png.")
 
 
-def rendering_parse(query: QueryDict, accept_header: str) -> Rendering:
+def rendering_parse(query: QueryDict, accept_header: str, *, multipart: bool = False) -> Rendering:
     """The rendering asked for; Refused 406 for an unavailable media type, 400 for a malformed parameter.
+    The ``accept`` query parameter, if given, stands for the Accept header (PS3.18 8.3.3.1).
 
     Unknown parameters are ignored (PS3.18 8.3.5.1: not every parameter need be supported).
     """
-    media_type = _media_type(query.get("accept") or accept_header)
+    media_type = _media_type(query.get("accept") or accept_header, multipart=multipart)
     quality = _DEFAULT_QUALITY
     if (quality_text := query.get("quality")) is not None:
         if not quality_text.isdigit() or not 1 <= int(quality_text) <= 100:
@@ -330,21 +339,8 @@ class RenderedView(DicomWebView):
             self.hospital, loaded, frame_list, request.GET, request.META.get("HTTP_ACCEPT", "")
         )
         if response.status_code == 200:
-            self.audit(
-                request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
-                details={"series": series_uid, "instances": 1, "retrieve": "rendered"},
-            )  # fmt: skip
+            self.audit_access(request, study_uid, series_uid, 1, "rendered")
         return response
-
-
-def _part_accept(accept: str) -> str:
-    """The media types acceptable for each part of a multipart answer: the ``type`` of a
-    multipart/related range, else the Accept header as it is (image/png, image/jpeg, */*)."""
-    for item in accept.split(","):
-        content_type = parse_content_type(item)
-        if content_type.media_type == "multipart/related":
-            return content_type.params.get("type", JPEG)
-    return accept
 
 
 class ResourceRenderedView(DicomWebView):
@@ -352,47 +348,58 @@ class ResourceRenderedView(DicomWebView):
 
     def get(self, request: Request, hospital_code: str, study_uid: str,
             series_uid: str | None = None) -> HttpResponse | StreamingHttpResponse:  # fmt: skip
-        instances = list(selectors.instances_matching(self.hospital, {}, study_uid, series_uid))
-        if not instances:
-            return not_found().response()
+        instances = [
+            instance
+            for instance in selectors.instances_matching(self.hospital, {}, study_uid, series_uid)
+            if instance.transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES  # compressed ones are not rendered
+        ]
         try:
-            rendering = rendering_parse(request.GET, _part_accept(request.META.get("HTTP_ACCEPT", "")))
+            rendering = rendering_parse(request.GET, request.META.get("HTTP_ACCEPT", ""), multipart=True)
         except Refused as refusal:
             return refusal.response()
-        images = []
-        for instance in instances:
-            try:
-                loaded = image_instance_open(self.hospital, instance)
-                _check_renderable(loaded)
-            except Refused:
-                continue  # not an image, or not one this archive renders
-            images.append(loaded)
-        if not images:
+        # The first part is rendered before answering, so that a resource with nothing to render
+        # gets an error status rather than an empty 200.
+        parts = _rendered_parts(self.hospital, instances, rendering, lambda i: self._instance_url(request, i))
+        first = next(parts, None)
+        if first is None:
+            if not selectors.instances_matching(self.hospital, {}, study_uid, series_uid).exists():
+                return not_found().response()
             return not_acceptable("No instance here is an image this archive renders.").response()
-        self.audit(
-            request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
-            details={"series": series_uid or "", "instances": len(images), "retrieve": "rendered"},
-        )  # fmt: skip
+        self.audit_access(request, study_uid, series_uid, len(instances), "rendered")
         boundary = uuid.uuid4().hex
         return StreamingHttpResponse(
-            _rendered_stream(self.hospital, images, rendering, boundary),
+            _multipart(itertools.chain([first], parts), rendering.media_type, boundary),
             content_type=f'multipart/related; type="{rendering.media_type}"; boundary={boundary}',
         )
 
+    def _instance_url(self, request: Request, instance: Instance) -> str:
+        series = instance.series
+        return self.instance_url(
+            request, series.study.study_instance_uid, series.series_instance_uid, instance.sop_instance_uid
+        )
 
-def _rendered_stream(
-    hospital: Hospital, images: list[ImageInstance], rendering: Rendering, boundary: str
-) -> Iterator[bytes]:
-    """Rendered after the request's transaction: reads only the object store (the hospital key is
-    in process memory since the headers were unsealed)."""
-    for loaded in images:
+
+def _rendered_parts(
+    hospital: Hospital, instances: list[Instance], rendering: Rendering, url: Callable[[Instance], str]
+) -> Iterator[tuple[str, bytes]]:
+    """(Content-Location, image) for each instance that renders, one at a time: its header is
+    unsealed only when its turn comes. Instances that are not images this archive renders, or
+    whose pixel data fail now, are left out and logged (the answer may have started)."""
+    for instance in instances:
         try:
-            content = _first_frame(hospital, loaded, 1, rendering)
+            loaded = image_instance_open(hospital, instance)
+            _check_renderable(loaded)
+            yield f"{url(instance)}/rendered", _first_frame(hospital, loaded, 1, rendering)
         except Refused as refusal:
-            # The answer has started: an instance that fails now is left out, and logged.
-            logger.warning("rendered: instance %s left out (%s)", loaded.instance.pk, refusal.code)
-            continue
-        yield encode_part_header(boundary, rendering.media_type)
+            if refusal.status >= 500:
+                logger.warning("rendered: instance %s left out (%s)", instance.pk, refusal.code)
+        except Exception as error:  # noqa: BLE001 - one broken object must not cut the others' answer
+            logger.error("rendered: instance %s left out (%s)", instance.pk, type(error).__name__)
+
+
+def _multipart(parts: Iterator[tuple[str, bytes]], media_type: str, boundary: str) -> Iterator[bytes]:
+    for location, content in parts:
+        yield encode_part_header(boundary, media_type, extra={"Content-Location": location})
         yield content
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()

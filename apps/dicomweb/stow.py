@@ -1,7 +1,8 @@
 """STOW-RS (PS3.18 10.5): store instances sent as multipart/related; type="application/dicom".
 
 200: every instance stored without warnings; 202: some failed or carry warnings; 409: none
-stored; 400: the body is not a well-formed multipart/related; 415: another media type.
+stored; 400: the body is not a well-formed multipart/related; 415: another media type; 503 (with
+Retry-After): the storage failed to make the objects durable, and nothing of the request was kept.
 """
 
 import contextlib
@@ -97,38 +98,40 @@ class StowView(DicomWebView):
         referenced: list[dict[str, Any]] = []
         policy = validation_policy(self.hospital)
         writes = DeferredWrites()
-        # The disk syncs each stored object while the request goes on; the last step before the
-        # answer waits for them all, so nothing that names an object commits before it is durable.
         try:
             outcomes, failed = self._ingest_batch(body, parts, batch, study_uid, policy, writes)
-            batch_review(hospital=self.hospital, outcomes=outcomes, policy=policy)
-            any_warning = False
-            for outcome in outcomes:
-                staged = outcome.staged
-                identity = {
-                    "ReferencedSOPClassUID": staged.sop_class_uid or None,
-                    "ReferencedSOPInstanceUID": staged.sop_instance_uid or None,
-                }
-                if staged.status in {StagedObject.Status.STORED, StagedObject.Status.DUPLICATE}:
-                    item = dicomjson.dataset(**identity, RetrieveURL=self._instance_url(request, outcome))
-                    if outcome.warnings:
-                        any_warning = True
-                        item.update(dicomjson.dataset(WarningReason=WARNING_DATA_SET_DOES_NOT_MATCH))
-                    referenced.append(item)
-                else:
-                    reason = _FAILURE_REASONS.get(staged.error_code, CANNOT_UNDERSTAND)
-                    failed.append(dicomjson.dataset(**identity, FailureReason=reason))
-            self.audit(
-                request, Action.INSTANCES_IMPORTED, object_type="study", object_id=study_uid or "",
-                details={"batch": str(batch), "stored": len(referenced), "failed": len(failed)},
-            )  # fmt: skip
-        finally:
-            synced = _objects_synced(writes)
-        if not synced:
-            # A 5xx: the request's transaction rolls back, so no row names the objects written.
-            return json_error(
-                503, "storage_unavailable", "The archive could not write to its storage; nothing was stored."
-            )
+        except BaseException as error:
+            # Nothing of this request commits (a 5xx rolls its transaction back): what it wrote to the
+            # storage is named by nothing, and goes now rather than waiting for the sweep.
+            writes.discard()
+            if isinstance(error, _NotDurable):
+                response = json_error(
+                    503, "storage_unavailable", "The archive could not write to its storage; nothing was stored."
+                )
+                response["Retry-After"] = "60"
+                return response
+            raise
+        batch_review(hospital=self.hospital, outcomes=outcomes, policy=policy)
+        any_warning = False
+        for outcome in outcomes:
+            staged = outcome.staged
+            identity = {
+                "ReferencedSOPClassUID": staged.sop_class_uid or None,
+                "ReferencedSOPInstanceUID": staged.sop_instance_uid or None,
+            }
+            if staged.status in {StagedObject.Status.STORED, StagedObject.Status.DUPLICATE}:
+                item = dicomjson.dataset(**identity, RetrieveURL=self._instance_url(request, outcome))
+                if outcome.warnings:
+                    any_warning = True
+                    item.update(dicomjson.dataset(WarningReason=WARNING_DATA_SET_DOES_NOT_MATCH))
+                referenced.append(item)
+            else:
+                reason = _FAILURE_REASONS.get(staged.error_code, CANNOT_UNDERSTAND)
+                failed.append(dicomjson.dataset(**identity, FailureReason=reason))
+        self.audit(
+            request, Action.INSTANCES_IMPORTED, object_type="study", object_id=study_uid or "",
+            details={"batch": str(batch), "stored": len(referenced), "failed": len(failed)},
+        )  # fmt: skip
         result: dict[str, Any] = {}
         if study_uid:
             result.update(dicomjson.dataset(RetrieveURL=self.study_url(request, study_uid)))
@@ -168,6 +171,11 @@ class StowView(DicomWebView):
                 # Only a batch that defers rows can be redone: it needs a savepoint to roll back to.
                 with transaction.atomic() if defer_rows else contextlib.nullcontext():
                     self._ingest_parts(body, parts, batch, study_uid, policy, shared, outcomes, failed)
+                    # The disk synced each stored object while the parts went on. Every one is durable
+                    # before a row names it, and before the rows that other requests wait for are
+                    # locked (the counters here, the audit chain's head after).
+                    if not _objects_synced(writes):
+                        raise _NotDurable
                     ingest_batch_flush(batch=shared)
             except RedoOneByOne:
                 if not defer_rows:
@@ -261,6 +269,10 @@ class StowView(DicomWebView):
         return self.instance_url(
             request, parsed.study_instance_uid, parsed.series_instance_uid, parsed.sop_instance_uid
         )
+
+
+class _NotDurable(Exception):
+    """A stored object could not be made durable: the request fails whole (503)."""
 
 
 def _objects_synced(writes: DeferredWrites) -> bool:

@@ -13,7 +13,6 @@ from typing import Any
 from django.http import HttpResponse, StreamingHttpResponse
 from rest_framework.request import Request
 
-from apps.audit.vocabulary import Action
 from apps.dicomweb.base import DICOM_JSON, DicomWebView, json_error
 from apps.dicomweb.multipart import encode_part_header, parse_content_type
 from apps.imaging import selectors
@@ -91,10 +90,7 @@ class RetrieveView(DicomWebView):
             return json_error(
                 406, "not_acceptable", "Instances are returned in the transfer syntax they were stored in."
             )
-        self.audit(
-            request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
-            details={"series": series_uid or "", "instances": len(instances), "retrieve": "instances"},
-        )  # fmt: skip
+        self.audit_access(request, study_uid, series_uid, len(instances), "instances")
         boundary = uuid.uuid4().hex
         key = hospital_key(self.hospital)
         items = [(instance_stored_object(i), i.transfer_syntax_uid) for i in instances]
@@ -112,10 +108,7 @@ class MetadataView(DicomWebView):
         instances = list(selectors.instances_matching(self.hospital, params, study_uid, series_uid))
         if not instances:
             return json_error(404, "not_found", "Not found.")
-        self.audit(
-            request, Action.INSTANCES_ACCESSED, object_type="study", object_id=study_uid,
-            details={"series": series_uid or "", "instances": len(instances), "retrieve": "metadata"},
-        )  # fmt: skip
+        self.audit_access(request, study_uid, series_uid, len(instances), "metadata")
         documents = metadata_documents(
             self.hospital, instances,
             lambda i: self.instance_url(request, study_uid, i.series.series_instance_uid, i.sop_instance_uid),

@@ -11,8 +11,8 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 
-def _fsync_directory(directory: Path) -> None:
-    handle = os.open(directory, os.O_RDONLY)
+def _fsync_path(path: Path) -> None:
+    handle = os.open(path, os.O_RDONLY)
     try:
         os.fsync(handle)
     finally:
@@ -27,7 +27,7 @@ def _make_directories(directory: Path) -> None:
         directory = directory.parent
     for created in reversed(missing):
         created.mkdir(exist_ok=True)
-        _fsync_directory(created.parent)
+        _fsync_path(created.parent)
 
 
 # What this module names a file while writing it: ``<name>.<12 hex>.part``.
@@ -41,12 +41,14 @@ def write_durably(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> 
     place, which fails rather than replaces. Anything raised while the pieces are produced or
     written removes this call's temporary file and propagates.
     """
-    partial, size = _write_partial(path, pieces, sync=True)
-    _move_into_place(partial, path, new=new)
+    partial, descriptor, size = _write_partial(path, pieces)
+    _sync_into_place(partial, descriptor, path, new)
     return size
 
 
-def _write_partial(path: Path, pieces: Iterable[bytes], *, sync: bool) -> tuple[Path, int]:
+def _write_partial(path: Path, pieces: Iterable[bytes]) -> tuple[Path, int, int]:
+    """Write ``pieces`` to a temporary file beside ``path``; return it, an open descriptor of it
+    (for its fsync: one that saw the writes, so that a write-back error is reported there) and its size."""
     _make_directories(path.parent)
     # A name of this call's own: a crashed writer's leftover is never taken over or removed here.
     partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.part")
@@ -57,50 +59,64 @@ def _write_partial(path: Path, pieces: Iterable[bytes], *, sync: bool) -> tuple[
                 handle.write(piece)
                 size += len(piece)
             handle.flush()
-            if sync:
-                os.fsync(handle.fileno())
+            descriptor = os.dup(handle.fileno())
         except BaseException:
             partial.unlink(missing_ok=True)
             raise
-    return partial, size
+    return partial, descriptor, size
 
 
-def _move_into_place(partial: Path, path: Path, *, new: bool) -> None:
+def _sync_into_place(partial: Path, descriptor: int, path: Path, new: bool) -> None:
+    """fsync the written file, move it into place and fsync its directory; closes ``descriptor``."""
+    try:
+        os.fsync(descriptor)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    finally:
+        os.close(descriptor)
     try:
         if new:
             os.link(partial, path)  # FileExistsError if the name is taken: never overwritten
         else:
             os.replace(partial, path)
-        _fsync_directory(path.parent)
+        _fsync_path(path.parent)
     finally:
         partial.unlink(missing_ok=True)
-
-
-def _sync_into_place(partial: Path, path: Path, new: bool) -> None:
-    try:
-        handle = os.open(partial, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
-    _move_into_place(partial, path, new=new)
 
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 # fsync waits on the disk with the GIL released: a few at once let the journal commit them together.
 _SYNC_THREADS = 4
+# Files written and not yet synced, per process: each holds a descriptor, and a writer that gets
+# this far ahead of the disk waits.
+_IN_FLIGHT = 64
+_in_flight = threading.BoundedSemaphore(_IN_FLIGHT)
 
 
 def _sync_pool() -> ThreadPoolExecutor:
-    global _pool  # one pool per process, made on first use (after a fork, not before)
+    global _pool  # one pool per process, made on first use
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="durable-sync")
         return _pool
+
+
+def _forget_pool_after_fork() -> None:
+    # A forked child (a Celery or gunicorn worker) inherits the pool without its threads.
+    global _pool, _pool_lock, _in_flight
+    _pool, _pool_lock, _in_flight = None, threading.Lock(), threading.BoundedSemaphore(_IN_FLIGHT)
+
+
+os.register_at_fork(after_in_child=_forget_pool_after_fork)
+
+
+def _sync_in_flight(partial: Path, descriptor: int, path: Path, new: bool, slot: threading.BoundedSemaphore) -> None:
+    try:
+        _sync_into_place(partial, descriptor, path, new)
+    finally:
+        slot.release()
 
 
 class DeferredWrites:
@@ -115,10 +131,18 @@ class DeferredWrites:
 
     def __init__(self) -> None:
         self._pending: dict[Path, Future[None]] = {}
+        self._written: list[Path] = []
 
     def write(self, path: Path, pieces: Iterable[bytes], *, new: bool = False) -> int:
-        partial, size = _write_partial(path, pieces, sync=False)
-        self._pending[path] = _sync_pool().submit(_sync_into_place, partial, path, new)
+        slot = _in_flight
+        slot.acquire()
+        try:
+            partial, descriptor, size = _write_partial(path, pieces)
+        except BaseException:
+            slot.release()
+            raise
+        self._written.append(path)
+        self._pending[path] = _sync_pool().submit(_sync_in_flight, partial, descriptor, path, new, slot)
         return size
 
     def settle(self, path: Path) -> None:
@@ -135,3 +159,12 @@ class DeferredWrites:
         for future in pending:
             if (error := future.exception()) is not None:
                 raise error
+
+    def discard(self) -> None:
+        """Wait for every pending file, then remove every file written through this object: for a
+        caller whose transaction will not commit, so that nothing names them."""
+        pending, self._pending = list(self._pending.values()), {}
+        wait(pending)
+        for path in self._written:
+            path.unlink(missing_ok=True)
+        self._written = []

@@ -7,7 +7,7 @@ hospital's context; nothing here writes files.
 """
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -135,10 +135,9 @@ def ingest_batch_flush(*, batch: IngestBatch) -> None:
     if batch.pending_rows:
         StagedObject.objects.bulk_create([staged for staged, *_ in batch.pending_rows])
         ValidationFinding.objects.bulk_create(
-            finding_row(hospital=staged.hospital, staged_id=staged.pk, instance=instance, finding=f, modality=modality)
-            for staged, findings, modality, instance in batch.pending_rows
-            for f in findings
-        )
+            row for staged, findings, modality, instance in batch.pending_rows
+            for row in finding_rows(staged, findings, modality, instance)
+        )  # fmt: skip
         batch.pending_rows.clear()
     for series_pk, added in batch.series_added.items():
         Series.objects.filter(pk=series_pk).update(number_of_instances=F("number_of_instances") + added)
@@ -463,8 +462,15 @@ def finding_row(
     )
 
 
+def finding_rows(
+    staged: StagedObject, findings: list[Finding], modality: str, instance: Instance | None
+) -> Iterator[ValidationFinding]:
+    """The unsaved rows of one object's findings (its staged row must have its pk)."""
+    for finding in findings:
+        yield finding_row(
+            hospital=staged.hospital, staged_id=staged.pk, instance=instance, finding=finding, modality=modality
+        )
+
+
 def record_findings(staged: StagedObject, findings: list[Finding], modality: str, instance: Instance | None) -> None:
-    ValidationFinding.objects.bulk_create(
-        finding_row(hospital=staged.hospital, staged_id=staged.pk, instance=instance, finding=f, modality=modality)
-        for f in findings
-    )
+    ValidationFinding.objects.bulk_create(finding_rows(staged, findings, modality, instance))

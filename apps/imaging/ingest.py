@@ -29,6 +29,7 @@ from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy, valida
 from apps.imaging.indexing import (
     IngestBatch,
     IngestOutcome,
+    RedoOneByOne,
     Refused,
     existing_patient,
     identity_findings,
@@ -102,10 +103,14 @@ def _file_sha256(source: BinaryIO) -> str:
 
 
 def _finish(staged: StagedObject, status: str, **fields: Any) -> None:
+    _final_state(staged, status, **fields)
+    staged.save()
+
+
+def _final_state(staged: StagedObject, status: str, **fields: Any) -> None:
     for name, value in fields.items():
         setattr(staged, name, value)
     staged.status = status
-    staged.save()
 
 
 def ingest_conflict_keep_stored(*, conflict: IngestConflict, actor: Any) -> None:
@@ -165,7 +170,21 @@ def _attempted_twice(
     A concurrent ingest of the same patient, study, series or instance that commits first breaks a
     unique constraint: the attempt is rolled back whole and made once more, finding that ingest's
     rows, and this time looking SOP Instance UIDs up one by one rather than in the batch's lists.
+
+    A batch that defers rows (a STOW-RS request of several objects) takes no savepoint per object,
+    two statements that would mostly guard nothing, its rows being inserted at the flush. Any
+    failure is then RedoOneByOne: the caller rolls the whole batch back and redoes it this way.
     """
+    if batch.defer_rows:
+        work = batch.fork()
+        try:
+            outcome = attempt(work)
+        except RedoOneByOne:
+            raise
+        except Exception as error:
+            raise RedoOneByOne from error
+        batch.adopt(work)
+        return outcome
     for number in (1, 2):
         work = batch.fork()
         work.trust_series_instances = number == 1
@@ -278,9 +297,7 @@ def _final(
     """Record an object as stored or as a duplicate of ``instance``, with its findings. The row of
     an object received in memory is left to the batch's flush when the batch defers rows."""
     if in_memory is not None and batch.defer_rows:
-        for name, value in identity.items():
-            setattr(staged, name, value)
-        staged.status, staged.instance = status, instance
+        _final_state(staged, status, instance=instance, **identity)
         batch.pending_rows.append((staged, findings, modality, instance))
     else:
         _finish(staged, status, instance=instance, **identity)

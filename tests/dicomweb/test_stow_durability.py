@@ -3,12 +3,16 @@ and a failure among them fails the whole request with nothing committed."""
 
 import errno
 import io
+import os
+import time
+from pathlib import Path
 
 import pytest
 from pydicom import dcmread
 
 from apps.audit.models import AuditEvent
 from apps.audit.vocabulary import Action
+from apps.dicomweb import stow as stow_module
 from apps.dicomweb.multipart import split_parts, spool
 from apps.imaging import durable
 from apps.imaging.models import Instance, Patient, StagedObject, Study, ValidationFinding
@@ -25,27 +29,35 @@ def first(world, local_storage):
     return world.first.hospital, token_for(world.first.hospital)
 
 
-def test_a_failed_fsync_fails_the_request_and_commits_nothing(client, first, local_storage, monkeypatch):
+def _object_files(storage) -> set[str]:
+    root = Path(storage.location)
+    return {str(path.relative_to(root)) for path in root.rglob("*") if path.is_file()} if root.exists() else set()
+
+
+def test_a_failed_fsync_fails_the_request_and_keeps_nothing(client, first, local_storage, monkeypatch):
     """The disk reports an I/O error while an object is synced (a fault outside our code,
-    simulated): 503, and no row names an object that may not be on the disk."""
+    simulated): 503 with Retry-After, no row, and no object file left behind."""
     hospital, token = first
     blobs = make_ct_series(3, PatientID="DURABLE01")
     synced = durable._sync_into_place
     calls = []
 
-    def second_fails(partial, path, new):
+    def second_fails(partial, descriptor, path, new):
         calls.append(path)
         if len(calls) == 2:
+            os.close(descriptor)
             partial.unlink()
             raise OSError(errno.EIO, "Input/output error")
-        synced(partial, path, new)
+        synced(partial, descriptor, path, new)
 
     monkeypatch.setattr(durable, "_sync_into_place", second_fails)
     response = stow(client, "first", token, blobs)
     assert response.status_code == 503
     assert response.json()["error"] == "storage_unavailable"
+    assert response["Retry-After"] == "60"
     assert "no-store" in response["Cache-Control"]
-    assert len(calls) == 3  # every object was waited for, not only up to the failure
+    assert len(calls) == 3
+    assert _object_files(local_storage) == set()
     with hospital_context(hospital):
         assert Instance.objects.count() == 0
         assert StagedObject.objects.count() == 0
@@ -59,9 +71,42 @@ def test_a_failed_fsync_fails_the_request_and_commits_nothing(client, first, loc
     assert response.status_code == 200
     with hospital_context(hospital):
         assert Instance.objects.count() == 3
-        for instance in Instance.objects.all():
-            path = local_storage.path(instance.storage_key)
-            assert open(path, "rb").read(1)  # noqa: SIM115 - in place, readable
+        assert _object_files(local_storage) == set(Instance.objects.values_list("storage_key", flat=True))
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_the_answer_waits_for_every_sync_and_rows_are_written_after(client, first, monkeypatch, count):
+    """A slow disk: the last object's sync finishes well after the request has parsed everything.
+    The answer comes only after it; the rows other requests wait for (counters, the audit chain's
+    head) are locked only after it, and a request of several objects inserts its rows after it."""
+    hospital, token = first
+    synced, finished = durable._sync_into_place, []
+
+    def slow_last(partial, descriptor, path, new):
+        if len(finished) == count - 1:
+            time.sleep(0.3)
+        synced(partial, descriptor, path, new)
+        finished.append(path)
+
+    checked = []
+    objects_synced = stow_module._objects_synced
+
+    def checking(writes):
+        result = objects_synced(writes)
+        assert len(finished) == count
+        assert not AuditEvent.objects.filter(action=Action.INSTANCES_IMPORTED).exists()
+        if count > 1:
+            assert not Instance.objects.exists()
+        checked.append(True)
+        return result
+
+    monkeypatch.setattr(durable, "_sync_into_place", slow_last)
+    monkeypatch.setattr(stow_module, "_objects_synced", checking)
+    response = stow(client, "first", token, make_ct_series(count, PatientID="DURABLE04"))
+    assert response.status_code == 200
+    assert checked == [True]
+    with hospital_context(hospital):
+        assert Instance.objects.count() == count
 
 
 def test_rows_of_a_request_are_inserted_together_and_link_their_findings(client, first):
@@ -111,5 +156,16 @@ def test_a_body_past_the_memory_limit_is_spooled_sealed_and_whole(settings, tmp_
     with body:
         [spooled] = temporary_files(tmp_path)
         assert marker not in spooled.read_bytes()
+        body.seek(0)
+        assert body.read() == data
+
+
+@pytest.mark.parametrize(("limit_offset", "in_memory"), [(0, True), (-1, False)])
+def test_the_memory_limit_is_inclusive(settings, tmp_path, limit_offset, in_memory):
+    settings.FILE_UPLOAD_TEMP_DIR = str(tmp_path)
+    data = b"--b\r\n\r\n" + os.urandom(200_000) + b"\r\n--b--\r\n"
+    body = spool(io.BytesIO(data), max_size=len(data), memory_max_size=len(data) + limit_offset, chunk_size=4096)
+    with body:
+        assert (temporary_files(tmp_path) == []) is in_memory
         body.seek(0)
         assert body.read() == data
