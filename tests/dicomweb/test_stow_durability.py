@@ -80,7 +80,8 @@ def test_the_answer_waits_for_every_sync_and_rows_are_written_after(client, firs
     The answer comes only after it; the rows other requests wait for (counters, the audit chain's
     head) are locked only after it, and a request of several objects inserts its rows after it."""
     hospital, token = first
-    synced, finished = durable._sync_into_place, []
+    synced = durable._sync_into_place
+    finished: list[Path] = []
 
     def slow_last(partial, descriptor, path, new):
         if len(finished) == count - 1:
