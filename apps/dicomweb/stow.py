@@ -164,7 +164,11 @@ class StowView(DicomWebView):
         One object: its UID is looked up directly and its rows inserted as it goes."""
         several = len(parts) > 1
         for defer_rows in (several, False):
-            shared = IngestBatch(hospital=self.hospital, prefetch_series=several, writes=writes, defer_rows=defer_rows)
+            # One object: nothing to overlap its fsyncs with, so they are made as it is written.
+            shared = IngestBatch(
+                hospital=self.hospital, prefetch_series=several, writes=writes if several else None,
+                defer_rows=defer_rows,
+            )  # fmt: skip
             outcomes: list[IngestOutcome] = []
             failed: list[dict[str, Any]] = []
             try:
