@@ -354,7 +354,10 @@ def _process_source(
             _staging_done(staged, in_memory)
             return IngestOutcome(staged, findings, parsed)
         source.seek(0)
-        stored = object_put(hospital_key=hospital_key(hospital), source=source, size=staged.size, writes=batch.writes)
+        stored = object_put(
+            hospital_key=hospital_key(hospital), source=source, size=staged.size, writes=batch.writes,
+            sha256=sha256 if in_memory is not None else None,  # bytes in memory: their digest holds
+        )  # fmt: skip
         # The digest taken while encrypting must be the one taken while staging.
         if stored.sha256 != sha256:
             raise Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")

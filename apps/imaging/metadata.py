@@ -19,10 +19,12 @@ BULK_DATA_PLACEHOLDER = "{bulk}"
 def header_json(dataset: Dataset) -> dict[str, Any]:
     """The dataset as DICOM JSON without pixel data; other large binary values become
     BulkDataURI placeholders that the WADO-RS layer completes."""
-    header = Dataset()
-    for element in dataset:
-        if element.tag not in _BULK_TAGS:
-            header.add(element)
+    header = dataset
+    if any(tag in dataset for tag in _BULK_TAGS):  # a header read with its pixel data
+        header = Dataset()
+        for element in dataset:
+            if element.tag not in _BULK_TAGS:
+                header.add(element)
     return header.to_json_dict(
         bulk_data_threshold=_BULK_THRESHOLD, bulk_data_element_handler=lambda element: BULK_DATA_PLACEHOLDER
     )

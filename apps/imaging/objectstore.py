@@ -77,8 +77,13 @@ def _check_object_key(key: str) -> None:
         raise ValueError(f"{key!r} is not an object key.")
 
 
-def _hashed_chunks(source: BinaryIO, digest: "hashlib._Hash", chunk_size: int) -> Iterator[bytes]:
+def _chunks(source: BinaryIO, chunk_size: int) -> Iterator[bytes]:
     while chunk := source.read(chunk_size):
+        yield chunk
+
+
+def _hashed_chunks(source: BinaryIO, digest: "hashlib._Hash", chunk_size: int) -> Iterator[bytes]:
+    for chunk in _chunks(source, chunk_size):
         digest.update(chunk)
         yield chunk
 
@@ -91,6 +96,7 @@ def object_put(
     suite: str | None = None,
     segment_size: int | None = None,
     writes: DeferredWrites | None = None,
+    sha256: str | None = None,
 ) -> StoredObject:
     """Encrypt ``size`` bytes from ``source`` under a fresh data key and store them under a new opaque key.
 
@@ -101,6 +107,8 @@ def object_put(
 
     ``writes``: on the filesystem storage, the file's fsyncs run in the background and the caller
     waits for them (``DeferredWrites.wait``) before it commits the row that names the object.
+    ``sha256``: the caller's digest of exactly these bytes, when it holds them in memory (they
+    cannot change under it); otherwise the digest is taken while encrypting.
     """
     chosen_suite: str = suite or settings.STORAGE_CIPHER or AES_256_GCM
     chosen_segment_size: int = segment_size or settings.STORAGE_SEGMENT_SIZE
@@ -109,8 +117,9 @@ def object_put(
     data_key = new_key(chosen_suite)
     wrapped_data_key = wrap_key(kek=hospital_key, key=data_key, context=key.encode())
     digest = hashlib.sha256()
+    chunks = _chunks(source, chosen_segment_size) if sha256 else _hashed_chunks(source, digest, chosen_segment_size)
     pieces = encrypt_stream(
-        chunks=_hashed_chunks(source, digest, chosen_segment_size),
+        chunks=chunks,
         key=data_key,
         suite=chosen_suite,
         object_id=key,
@@ -140,7 +149,7 @@ def object_put(
         segment_size=chosen_segment_size,
         plaintext_size=size,
         stored_size=stored_size,
-        sha256=digest.hexdigest(),
+        sha256=sha256 or digest.hexdigest(),
     )
 
 
