@@ -9,6 +9,7 @@ import contextlib
 import json
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from django.conf import settings
@@ -169,12 +170,11 @@ class StowView(DicomWebView):
                 hospital=self.hospital, prefetch_series=several, writes=writes if several else None,
                 defer_rows=defer_rows,
             )  # fmt: skip
-            outcomes: list[IngestOutcome] = []
-            failed: list[dict[str, Any]] = []
+            work = _Work(body, batch, study_uid, policy, shared)
             try:
                 # Only a batch that defers rows can be redone: it needs a savepoint to roll back to.
                 with transaction.atomic() if defer_rows else contextlib.nullcontext():
-                    self._ingest_parts(body, parts, batch, study_uid, policy, shared, outcomes, failed)
+                    self._ingest_parts(parts, work)
                     # The disk synced each stored object while the parts went on. Every one is durable
                     # before a row names it, and before the rows that other requests wait for are
                     # locked (the counters here, the audit chain's head after).
@@ -187,20 +187,11 @@ class StowView(DicomWebView):
                 for instance in shared.pending_instances:  # stored, and now named by nothing
                     object_delete(instance.storage_key, writes=writes)
                 continue
-            return outcomes, failed
+            return work.outcomes, work.failed
         raise AssertionError("unreachable")
 
-    def _ingest_parts(
-        self,
-        body: IO[bytes],
-        parts: list[Part],
-        batch: uuid.UUID,
-        study_uid: str | None,
-        policy: ValidationPolicy,
-        shared: IngestBatch,
-        outcomes: list[IngestOutcome],
-        failed: list[dict[str, Any]],
-    ) -> None:
+    def _ingest_parts(self, parts: list[Part], work: "_Work") -> None:
+        body, failed = work.body, work.failed
         for part in parts:
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
@@ -209,19 +200,21 @@ class StowView(DicomWebView):
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
             if part.end - part.start <= settings.STOW_IN_MEMORY_MAX_SIZE:
-                self._ingest_in_memory(body, part, batch, study_uid, policy, shared, outcomes, failed)
+                self._ingest_in_memory(part, work)
                 continue
             try:
                 staged = staged_object_create(
                     hospital=self.hospital, source=StagedObject.Source.STOW, chunks=part_chunks(body, part),
-                    batch=batch,
+                    batch=work.batch,
                 )  # fmt: skip
             except StagingTooLarge:
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
             try:
-                outcomes.append(
-                    staged_object_process(staged=staged, expected_study_uid=study_uid, policy=policy, batch=shared)
+                work.outcomes.append(
+                    staged_object_process(
+                        staged=staged, expected_study_uid=work.study_uid, policy=work.policy, batch=work.shared
+                    )
                 )
             except RedoOneByOne:
                 raise
@@ -230,24 +223,14 @@ class StowView(DicomWebView):
                 logger.exception("STOW: staged object %s could not be processed", staged.public_id)
                 failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
 
-    def _ingest_in_memory(
-        self,
-        body: IO[bytes],
-        part: Part,
-        batch: uuid.UUID,
-        study_uid: str | None,
-        policy: ValidationPolicy,
-        shared: IngestBatch,
-        outcomes: list[IngestOutcome],
-        failed: list[dict[str, Any]],
-    ) -> None:
+    def _ingest_in_memory(self, part: Part, work: "_Work") -> None:
         """An object small enough to hold in memory: processed from there, staged only if kept."""
-        data = part_bytes(body, part)
+        data = part_bytes(work.body, part)
         try:
-            outcomes.append(
+            work.outcomes.append(
                 received_object_ingest(
-                    hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=batch,
-                    batch=shared, policy=policy, expected_study_uid=study_uid,
+                    hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=work.batch,
+                    batch=work.shared, policy=work.policy, expected_study_uid=work.study_uid,
                 )
             )  # fmt: skip
         except RedoOneByOne:
@@ -255,10 +238,10 @@ class StowView(DicomWebView):
         except Exception:
             # Staged "received" for the retry sweeper, as above. The client hears 0x0110.
             staged = received_object_keep(
-                hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=batch
+                hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=work.batch
             )
             logger.exception("STOW: received object %s could not be processed", staged.public_id)
-            failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
+            work.failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
 
     def _instance_url(self, request: Request, outcome: IngestOutcome) -> str:
         """Built from the parsed UIDs: no queries per instance."""
@@ -273,6 +256,19 @@ class StowView(DicomWebView):
         return self.instance_url(
             request, parsed.study_instance_uid, parsed.series_instance_uid, parsed.sop_instance_uid
         )
+
+
+@dataclass
+class _Work:
+    """What the parts of one attempt at a request share, and what they come to."""
+
+    body: IO[bytes]
+    batch: uuid.UUID
+    study_uid: str | None
+    policy: ValidationPolicy
+    shared: IngestBatch
+    outcomes: list[IngestOutcome] = field(default_factory=list)
+    failed: list[dict[str, Any]] = field(default_factory=list)
 
 
 class _NotDurable(Exception):
