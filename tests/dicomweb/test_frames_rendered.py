@@ -7,22 +7,28 @@ import pytest
 from dicomweb_client.api import DICOMwebClient
 from PIL import Image
 from pydicom import Dataset, dcmread
-from pydicom.dataset import FileMetaDataset
-from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEGLosslessSV1,
     generate_uid,
 )
 
 import apps.imaging.pixels
 from apps.imaging.models import Instance
 from apps.tenants.context import hospital_context
-from tests.dicomweb.helpers import read_multipart, stow, token_for
+from tests.dicomweb.helpers import (
+    api_get,
+    ct_frames,
+    encapsulated_ct,
+    multiframe_ct,
+    read_multipart,
+    store_dataset,
+    store_part10,
+    token_for,
+)
 from tests.imaging.dicom_factory import element_offset, make_instance, to_part10_bytes
 
 pytestmark = pytest.mark.django_db
@@ -33,35 +39,6 @@ OCTET_STREAM_PARTS = 'multipart/related; type="application/octet-stream"'
 @pytest.fixture
 def token(world, local_storage):
     return token_for(world.first.hospital)
-
-
-def _ct_frames(frames: int, rows: int = 16, columns: int = 16) -> np.ndarray:
-    """Distinct 12-bit values per frame: frame k (from 0) holds 800 + k * 800 + 6 * (0, 1, 2, ...)."""
-    pixels = np.arange(rows * columns, dtype=np.uint16).reshape(rows, columns) % 256 * 6 + 800
-    return np.stack([pixels + index * 800 for index in range(frames)])
-
-
-def _multiframe_ct(frames: int = 3, **attributes) -> tuple[Dataset, np.ndarray]:
-    values = _ct_frames(frames, attributes.get("Rows", 16), attributes.get("Columns", 16))
-    ds = make_instance("CT", NumberOfFrames=frames, PixelData=values.astype("<u2").tobytes(), **attributes)
-    return ds, values
-
-
-def _store(client, token, ds: Dataset, transfer_syntax: str | None = None, hospital: str = "first") -> str:
-    data = to_part10_bytes(ds) if transfer_syntax is None else to_part10_bytes(ds, transfer_syntax)
-    return _store_part10(client, token, data, ds, hospital)
-
-
-def _store_part10(client, token, data: bytes, ds: Dataset, hospital: str = "first") -> str:
-    response = stow(client, hospital, token, [data])
-    assert response.status_code == 200, response.content
-    study, series, instance = ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID
-    return f"/api/{hospital}/dicom-web/studies/{study}/series/{series}/instances/{instance}"
-
-
-def _get(client, token, url, accept_header: str | None = None, **params):
-    extra = {"HTTP_ACCEPT": accept_header} if accept_header is not None else {}
-    return client.get(url, params, HTTP_AUTHORIZATION=f"Bearer {token}", **extra)
 
 
 def _frames(response) -> list[bytes]:
@@ -87,9 +64,9 @@ def _linear_window(values: np.ndarray, center: float, width: float) -> np.ndarra
 
 
 def test_frames_are_the_exact_slices_of_pixel_data_in_the_order_asked(client, token):
-    ds, values = _multiframe_ct()
-    url = _store(client, token, ds)
-    response = _get(client, token, f"{url}/frames/3,1", accept_header=OCTET_STREAM_PARTS)
+    ds, values = multiframe_ct()
+    url = store_dataset(client, token, ds)
+    response = api_get(client, token, f"{url}/frames/3,1", accept_header=OCTET_STREAM_PARTS)
     assert response["Content-Type"].startswith('multipart/related; type="application/octet-stream"')
     assert "no-store" in response["Cache-Control"]
     third, first = _frames(response)
@@ -99,17 +76,17 @@ def test_frames_are_the_exact_slices_of_pixel_data_in_the_order_asked(client, to
 
 
 def test_frame_parts_name_octet_stream_and_explicit_little_endian(client, token):
-    ds, _values = _multiframe_ct()
-    url = _store(client, token, ds)
-    response = _get(client, token, f"{url}/frames/2")
+    ds, _values = multiframe_ct()
+    url = store_dataset(client, token, ds)
+    response = api_get(client, token, f"{url}/frames/2")
     body = b"".join(response.streaming_content)
     assert b"Content-Type: application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1\r\n" in body
 
 
 def test_a_frame_past_the_last_is_400(client, token):
-    ds, _values = _multiframe_ct()
-    url = _store(client, token, ds)
-    response = _get(client, token, f"{url}/frames/1,4")
+    ds, _values = multiframe_ct()
+    url = store_dataset(client, token, ds)
+    response = api_get(client, token, f"{url}/frames/1,4")
     assert response.status_code == 400
     assert response.json()["error"] == "bad_request"
     assert "3 frame" in response.json()["detail"]
@@ -117,16 +94,16 @@ def test_a_frame_past_the_last_is_400(client, token):
 
 @pytest.mark.parametrize("frame_list", ["a,b", "0", "1,,2", "-1", "1;2"])
 def test_a_malformed_frame_list_is_400(client, token, frame_list):
-    ds, _values = _multiframe_ct()
-    url = _store(client, token, ds)
-    assert _get(client, token, f"{url}/frames/{frame_list}").status_code == 400
+    ds, _values = multiframe_ct()
+    url = store_dataset(client, token, ds)
+    assert api_get(client, token, f"{url}/frames/{frame_list}").status_code == 400
 
 
 def test_one_frame_reads_only_its_byte_range(client, token, settings, monkeypatch):
     # Small segments, so that the header walk crosses segments and "the whole object" is many of them.
     settings.STORAGE_SEGMENT_SIZE = 512
-    ds, values = _multiframe_ct(frames=8, Rows=64, Columns=64)
-    url = _store(client, token, ds)
+    ds, values = multiframe_ct(frames=8, Rows=64, Columns=64)
+    url = store_dataset(client, token, ds)
     ranges = []
     real_open = apps.imaging.pixels.object_open
 
@@ -135,7 +112,7 @@ def test_one_frame_reads_only_its_byte_range(client, token, settings, monkeypatc
         return real_open(**kwargs)
 
     monkeypatch.setattr(apps.imaging.pixels, "object_open", spying_open)
-    [frame] = _frames(_get(client, token, f"{url}/frames/5"))
+    [frame] = _frames(api_get(client, token, f"{url}/frames/5"))
     assert frame == values[4].astype("<u2").tobytes()
     object_size = len(to_part10_bytes(ds))
     assert all(end is not None for _start, end in ranges)
@@ -147,7 +124,7 @@ def test_sequences_and_large_values_before_pixel_data_are_walked_over_not_read(
     client, token, settings, monkeypatch, transfer_syntax
 ):
     settings.STORAGE_SEGMENT_SIZE = 512
-    ds, values = _multiframe_ct(frames=2)
+    ds, values = multiframe_ct(frames=2)
     inner = Dataset()
     inner.ReferencedSOPClassUID = ds.SOPClassUID
     inner.ReferencedSOPInstanceUID = generate_uid()
@@ -161,7 +138,7 @@ def test_sequences_and_large_values_before_pixel_data_are_walked_over_not_read(
     blob = b"\xa5" * 64 * 1024
     ds.private_block(0x0009, "YINGXIANG TEST", create=True).add_new(0x01, "OB", blob)
     data = to_part10_bytes(ds) if transfer_syntax is None else to_part10_bytes(ds, transfer_syntax)
-    url = _store_part10(client, token, data, ds)
+    url = store_part10(client, token, data, ds)
     blob_start = data.find(blob)
     ranges = []
     real_open = apps.imaging.pixels.object_open
@@ -171,23 +148,23 @@ def test_sequences_and_large_values_before_pixel_data_are_walked_over_not_read(
         return real_open(**kwargs)
 
     monkeypatch.setattr(apps.imaging.pixels, "object_open", spying_open)
-    assert _frames(_get(client, token, f"{url}/frames/2")) == [values[1].astype("<u2").tobytes()]
+    assert _frames(api_get(client, token, f"{url}/frames/2")) == [values[1].astype("<u2").tobytes()]
     # The windows are whole segments, so the blob's first and last segment may be read, no more.
     assert not [(start, end) for start, end in ranges if start < blob_start + 60 * 1024 and end > blob_start + 1024]
 
 
 def test_big_endian_frames_are_returned_little_endian(client, token):
-    values = _ct_frames(2)
+    values = ct_frames(2)
     ds = make_instance("CT", NumberOfFrames=2, PixelData=values.astype(">u2").tobytes())
-    url = _store(client, token, ds, ExplicitVRBigEndian)
-    assert _frames(_get(client, token, f"{url}/frames/2")) == [values[1].astype("<u2").tobytes()]
+    url = store_dataset(client, token, ds, ExplicitVRBigEndian)
+    assert _frames(api_get(client, token, f"{url}/frames/2")) == [values[1].astype("<u2").tobytes()]
 
 
 @pytest.mark.parametrize("transfer_syntax", [ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian])
 def test_frames_of_other_native_transfer_syntaxes(client, token, transfer_syntax):
-    ds, values = _multiframe_ct()
-    url = _store(client, token, ds, transfer_syntax)
-    frames = _frames(_get(client, token, f"{url}/frames/2,3,1"))
+    ds, values = multiframe_ct()
+    url = store_dataset(client, token, ds, transfer_syntax)
+    frames = _frames(api_get(client, token, f"{url}/frames/2,3,1"))
     assert frames == [values[index].astype("<u2").tobytes() for index in (1, 2, 0)]
 
 
@@ -198,43 +175,28 @@ def test_one_bit_frames_that_start_mid_byte_are_realigned(client, token):
     packed = np.packbits(bits, bitorder="little").tobytes()
     ds = make_instance("MR", Rows=3, Columns=5, BitsAllocated=1, BitsStored=1, HighBit=0, NumberOfFrames=3,
                        PixelData=packed + b"\x00" * (len(packed) % 2))  # fmt: skip
-    url = _store(client, token, ds)
-    frames = _frames(_get(client, token, f"{url}/frames/1,2,3"))
+    url = store_dataset(client, token, ds)
+    frames = _frames(api_get(client, token, f"{url}/frames/1,2,3"))
     for index, frame in enumerate(frames):
         assert frame == np.packbits(bits[index * 15 : (index + 1) * 15], bitorder="little").tobytes()
 
 
-def _encapsulated_ct(frames: list[bytes]) -> tuple[bytes, Dataset]:
-    """A JPEG Lossless CT with the given codestreams as its frames (not decodable; never decoded here)."""
-    ds = make_instance("CT", NumberOfFrames=len(frames), PixelData=None)
-    ds.PixelData = encapsulate(frames)
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue(), ds
-
-
 def test_compressed_frames_are_returned_as_stored(client, token):
     codestreams = [b"\xff\xd8" + bytes([index]) * 30 + b"\xff\xd9" for index in range(1, 4)]
-    data, ds = _encapsulated_ct(codestreams)
-    url = _store_part10(client, token, data, ds)
-    response = _get(client, token, f"{url}/frames/3,2", accept_header='multipart/related; type="image/jpeg"')
+    data, ds = encapsulated_ct(codestreams)
+    url = store_part10(client, token, data, ds)
+    response = api_get(client, token, f"{url}/frames/3,2", accept_header='multipart/related; type="image/jpeg"')
     assert response["Content-Type"].startswith('multipart/related; type="image/jpeg"')
     assert _frames(response) == [codestreams[2], codestreams[1]]
-    only_octets = _get(client, token, f"{url}/frames/1", accept_header=OCTET_STREAM_PARTS)
+    only_octets = api_get(client, token, f"{url}/frames/1", accept_header=OCTET_STREAM_PARTS)
     assert only_octets.status_code == 406
     assert only_octets.json()["error"] == "not_acceptable"
 
 
 def test_native_frames_are_not_offered_as_jpeg(client, token):
-    ds, _values = _multiframe_ct()
-    url = _store(client, token, ds)
-    response = _get(client, token, f"{url}/frames/1", accept_header='multipart/related; type="image/jpeg"')
+    ds, _values = multiframe_ct()
+    url = store_dataset(client, token, ds)
+    response = api_get(client, token, f"{url}/frames/1", accept_header='multipart/related; type="image/jpeg"')
     assert response.status_code == 406
 
 
@@ -267,9 +229,9 @@ def _spy_on_reads(monkeypatch) -> list[tuple[int, int]]:
 def test_ingest_records_where_native_pixel_data_starts_and_its_length(
     client, token, world, transfer_syntax, header_length
 ):
-    ds, _values = _multiframe_ct()
+    ds, _values = multiframe_ct()
     data = to_part10_bytes(ds, transfer_syntax)
-    _store_part10(client, token, data, ds)
+    store_part10(client, token, data, ds)
     instance = _stored_instance(world, ds)
     assert instance.pixel_data_offset == element_offset(data, "PixelData") + header_length
     assert instance.pixel_data_length == len(ds.PixelData)
@@ -278,8 +240,8 @@ def test_ingest_records_where_native_pixel_data_starts_and_its_length(
 
 
 def test_ingest_records_where_encapsulated_pixel_data_starts_and_no_length(client, token, world):
-    data, ds = _encapsulated_ct([b"\xff\xd8\x01\x02\xff\xd9"])
-    _store_part10(client, token, data, ds)
+    data, ds = encapsulated_ct([b"\xff\xd8\x01\x02\xff\xd9"])
+    store_part10(client, token, data, ds)
     instance = _stored_instance(world, ds)
     assert instance.pixel_data_offset == element_offset(data, "PixelData") + 12
     assert instance.pixel_data_length is None
@@ -290,8 +252,8 @@ def test_ingest_records_where_encapsulated_pixel_data_starts_and_no_length(clien
 
 @pytest.mark.parametrize("transfer_syntax", [DeflatedExplicitVRLittleEndian, ExplicitVRBigEndian])
 def test_no_offset_is_recorded_where_frames_need_the_header_walk(client, token, world, transfer_syntax):
-    ds, _values = _multiframe_ct()
-    _store(client, token, ds, transfer_syntax)
+    ds, _values = multiframe_ct()
+    store_dataset(client, token, ds, transfer_syntax)
     instance = _stored_instance(world, ds)
     assert (instance.pixel_data_offset, instance.pixel_data_length) == (None, None)
 
@@ -300,11 +262,11 @@ def test_a_native_frame_is_read_from_the_recorded_offset_without_reading_headers
     client, token, world, settings, monkeypatch
 ):
     settings.STORAGE_SEGMENT_SIZE = 512
-    ds, values = _multiframe_ct(frames=8, Rows=64, Columns=64)
-    url = _store(client, token, ds)
+    ds, values = multiframe_ct(frames=8, Rows=64, Columns=64)
+    url = store_dataset(client, token, ds)
     offset = _recorded_offset(world, ds)
     ranges = _spy_on_reads(monkeypatch)
-    assert _frames(_get(client, token, f"{url}/frames/5")) == [values[4].astype("<u2").tobytes()]
+    assert _frames(api_get(client, token, f"{url}/frames/5")) == [values[4].astype("<u2").tobytes()]
     frame_size = 64 * 64 * 2
     assert ranges == [(offset + 4 * frame_size, offset + 5 * frame_size)]
 
@@ -314,11 +276,11 @@ def test_a_compressed_frame_is_read_from_the_recorded_offset_without_reading_hea
 ):
     settings.STORAGE_SEGMENT_SIZE = 512
     codestreams = [b"\xff\xd8" + bytes([index]) * 30 + b"\xff\xd9" for index in range(1, 4)]
-    data, ds = _encapsulated_ct(codestreams)
-    url = _store_part10(client, token, data, ds)
+    data, ds = encapsulated_ct(codestreams)
+    url = store_part10(client, token, data, ds)
     offset = _recorded_offset(world, ds)
     ranges = _spy_on_reads(monkeypatch)
-    response = _get(client, token, f"{url}/frames/2", accept_header='multipart/related; type="image/jpeg"')
+    response = api_get(client, token, f"{url}/frames/2", accept_header='multipart/related; type="image/jpeg"')
     assert _frames(response) == [codestreams[1]]
     # Whole segments are decrypted: none before the one that holds the start of the Pixel Data value.
     assert offset >= 512
@@ -326,25 +288,25 @@ def test_a_compressed_frame_is_read_from_the_recorded_offset_without_reading_hea
 
 
 def test_rows_without_a_recorded_offset_are_served_by_walking_the_headers(client, token, world):
-    ds, values = _multiframe_ct()
-    url = _store(client, token, ds)
+    ds, values = multiframe_ct()
+    url = store_dataset(client, token, ds)
     codestreams = [b"\xff\xd8" + bytes([index]) * 30 + b"\xff\xd9" for index in range(1, 3)]
-    data, encapsulated = _encapsulated_ct(codestreams)
-    compressed_url = _store_part10(client, token, data, encapsulated)
+    data, encapsulated = encapsulated_ct(codestreams)
+    compressed_url = store_part10(client, token, data, encapsulated)
     with hospital_context(world.first.hospital):
         assert Instance.objects.update(pixel_data_offset=None, pixel_data_length=None) == 2
-    assert _frames(_get(client, token, f"{url}/frames/3,1")) == [values[i].astype("<u2").tobytes() for i in (2, 0)]
+    assert _frames(api_get(client, token, f"{url}/frames/3,1")) == [values[i].astype("<u2").tobytes() for i in (2, 0)]
     jpeg = 'multipart/related; type="image/jpeg"'
-    assert _frames(_get(client, token, f"{compressed_url}/frames/2", accept_header=jpeg)) == [codestreams[1]]
+    assert _frames(api_get(client, token, f"{compressed_url}/frames/2", accept_header=jpeg)) == [codestreams[1]]
 
 
 # --- Rendered -------------------------------------------------------------------------------------
 
 
 def test_rendered_png_applies_rescale_and_the_requested_linear_window(client, token):
-    ds, values = _multiframe_ct(frames=1, WindowCenter=300, WindowWidth=1500)
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/rendered", accept_header="image/png", window="40,400,linear"))
+    ds, values = multiframe_ct(frames=1, WindowCenter=300, WindowWidth=1500)
+    url = store_dataset(client, token, ds)
+    shown = _png(api_get(client, token, f"{url}/rendered", accept_header="image/png", window="40,400,linear"))
     hounsfield = values[0].astype(np.float64) * 1 - 1024  # RescaleSlope 1, RescaleIntercept -1024
     expected = _linear_window(hounsfield, 40, 400)
     assert shown.shape == (16, 16)
@@ -358,16 +320,16 @@ def test_rendered_png_applies_rescale_and_the_requested_linear_window(client, to
 
 
 def test_rendered_uses_the_header_window_by_default(client, token):
-    ds, values = _multiframe_ct(frames=1, WindowCenter=[300, 40], WindowWidth=[1500, 400])
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/rendered", accept_header="image/png"))
+    ds, values = multiframe_ct(frames=1, WindowCenter=[300, 40], WindowWidth=[1500, 400])
+    url = store_dataset(client, token, ds)
+    shown = _png(api_get(client, token, f"{url}/rendered", accept_header="image/png"))
     assert np.array_equal(shown, _linear_window(values[0].astype(np.float64) - 1024, 300, 1500))
 
 
 def test_rendered_without_a_window_spans_minimum_to_maximum(client, token):
-    ds, values = _multiframe_ct(frames=1, WindowCenter=None, WindowWidth=None)
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/rendered", accept_header="image/png"))
+    ds, values = multiframe_ct(frames=1, WindowCenter=None, WindowWidth=None)
+    url = store_dataset(client, token, ds)
+    shown = _png(api_get(client, token, f"{url}/rendered", accept_header="image/png"))
     low, high = values[0].min(), values[0].max()
     expected = np.rint((values[0].astype(np.float64) - low) / (high - low) * 255).astype(np.uint8)
     assert np.array_equal(shown, expected)
@@ -375,24 +337,24 @@ def test_rendered_without_a_window_spans_minimum_to_maximum(client, token):
 
 
 def test_monochrome1_is_inverted(client, token):
-    ds, values = _multiframe_ct(frames=1, PhotometricInterpretation="MONOCHROME1", WindowCenter=40, WindowWidth=400)
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/rendered", accept_header="image/png"))
+    ds, values = multiframe_ct(frames=1, PhotometricInterpretation="MONOCHROME1", WindowCenter=40, WindowWidth=400)
+    url = store_dataset(client, token, ds)
+    shown = _png(api_get(client, token, f"{url}/rendered", accept_header="image/png"))
     assert np.array_equal(shown, 255 - _linear_window(values[0].astype(np.float64) - 1024, 40, 400))
     assert shown[0, 0] == 255  # air is white in MONOCHROME1
 
 
 def test_rgb_ultrasound_is_rendered_with_its_colours(client, token):
     ds = make_instance("US")
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/rendered", accept_header="image/png"))
+    url = store_dataset(client, token, ds)
+    shown = _png(api_get(client, token, f"{url}/rendered", accept_header="image/png"))
     assert np.array_equal(shown, np.frombuffer(ds.PixelData, dtype=np.uint8).reshape(16, 16, 3))
 
 
 def test_rgb_stored_colour_by_plane_is_rendered_with_its_colours(client, token):
     ds = make_instance("US", PlanarConfiguration=1)
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/rendered", accept_header="image/png"))
+    url = store_dataset(client, token, ds)
+    shown = _png(api_get(client, token, f"{url}/rendered", accept_header="image/png"))
     planes = np.frombuffer(ds.PixelData, dtype=np.uint8).reshape(3, 16, 16)
     assert np.array_equal(shown, planes.transpose(1, 2, 0))
 
@@ -400,8 +362,8 @@ def test_rgb_stored_colour_by_plane_is_rendered_with_its_colours(client, token):
 def test_signed_values_are_sign_extended_from_bits_stored(client, token):
     values = np.linspace(-1000, 1000, 256).astype(np.int16).reshape(16, 16)
     ds = make_instance("CT", PixelRepresentation=1, RescaleIntercept=0, PixelData=values.astype("<i2").tobytes())
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/rendered", accept_header="image/png", window="0,2000"))
+    url = store_dataset(client, token, ds)
+    shown = _png(api_get(client, token, f"{url}/rendered", accept_header="image/png", window="0,2000"))
     assert np.array_equal(shown, _linear_window(values.astype(np.float64), 0, 2000))
 
 
@@ -417,59 +379,61 @@ def test_enhanced_multiframe_uses_each_frames_functional_groups(client, token):
     transformation.RescaleSlope, transformation.RescaleIntercept = 2, -1000
     shared = Dataset()
     shared.PixelValueTransformationSequence = Sequence([transformation])
-    ds, values = _multiframe_ct(frames=2, RescaleSlope=None, RescaleIntercept=None)
+    ds, values = multiframe_ct(frames=2, RescaleSlope=None, RescaleIntercept=None)
     ds.SharedFunctionalGroupsSequence = Sequence([shared])
     ds.PerFrameFunctionalGroupsSequence = Sequence([voi(0, 500), voi(3000, 2000)])
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/frames/2/rendered", accept_header="image/png"))
+    url = store_dataset(client, token, ds)
+    shown = _png(api_get(client, token, f"{url}/frames/2/rendered", accept_header="image/png"))
     assert np.array_equal(shown, _linear_window(values[1].astype(np.float64) * 2 - 1000, 3000, 2000))
 
 
 def test_rendered_frame_is_the_frame_asked_for(client, token):
-    ds, values = _multiframe_ct(frames=3)
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/frames/2/rendered", accept_header="image/png", window="1500,1000,linear"))
+    ds, values = multiframe_ct(frames=3)
+    url = store_dataset(client, token, ds)
+    shown = _png(
+        api_get(client, token, f"{url}/frames/2/rendered", accept_header="image/png", window="1500,1000,linear")
+    )
     assert np.array_equal(shown, _linear_window(values[1].astype(np.float64) - 1024, 1500, 1000))
-    assert _get(client, token, f"{url}/frames/1,2/rendered").status_code == 400
-    assert _get(client, token, f"{url}/frames/4/rendered").status_code == 400
+    assert api_get(client, token, f"{url}/frames/1,2/rendered").status_code == 400
+    assert api_get(client, token, f"{url}/frames/4/rendered").status_code == 400
 
 
 def test_rendered_media_types_follow_accept(client, token):
-    ds, _values = _multiframe_ct(frames=1)
-    url = _store(client, token, ds)
-    jpeg = _get(client, token, f"{url}/rendered")
+    ds, _values = multiframe_ct(frames=1)
+    url = store_dataset(client, token, ds)
+    jpeg = api_get(client, token, f"{url}/rendered")
     assert jpeg.status_code == 200
     assert jpeg["Content-Type"] == "image/jpeg"
     assert Image.open(io.BytesIO(jpeg.content)).format == "JPEG"
-    assert _get(client, token, f"{url}/rendered", accept_header="image/png")["Content-Type"] == "image/png"
-    preferred = _get(client, token, f"{url}/rendered", accept_header="image/jpeg;q=0.5, image/png")
+    assert api_get(client, token, f"{url}/rendered", accept_header="image/png")["Content-Type"] == "image/png"
+    preferred = api_get(client, token, f"{url}/rendered", accept_header="image/jpeg;q=0.5, image/png")
     assert preferred["Content-Type"] == "image/png"
-    assert _get(client, token, f"{url}/rendered", accept_header="image/*")["Content-Type"] == "image/jpeg"
-    assert _get(client, token, f"{url}/rendered", accept_header="text/html").status_code == 406
+    assert api_get(client, token, f"{url}/rendered", accept_header="image/*")["Content-Type"] == "image/jpeg"
+    assert api_get(client, token, f"{url}/rendered", accept_header="text/html").status_code == 406
 
 
 def test_unacceptable_media_type_is_406_with_a_json_error(client, token):
-    ds, _values = _multiframe_ct(frames=1)
-    url = _store(client, token, ds)
-    response = _get(client, token, f"{url}/rendered", accept_header="text/html")
+    ds, _values = multiframe_ct(frames=1)
+    url = store_dataset(client, token, ds)
+    response = api_get(client, token, f"{url}/rendered", accept_header="text/html")
     assert response.status_code == 406
     assert response["Content-Type"] == "application/json"
     assert response.json()["error"] == "not_acceptable"
 
 
 def test_accept_query_parameter_overrides_the_header(client, token):
-    ds, _values = _multiframe_ct(frames=1)
-    url = _store(client, token, ds)
-    response = _get(client, token, f"{url}/rendered", accept_header="text/html", accept="image/png")
+    ds, _values = multiframe_ct(frames=1)
+    url = store_dataset(client, token, ds)
+    response = api_get(client, token, f"{url}/rendered", accept_header="text/html", accept="image/png")
     assert response["Content-Type"] == "image/png"
 
 
 def test_viewport_scales_to_fit_keeping_the_aspect_ratio(client, token):
-    ds, _values = _multiframe_ct(frames=1, Rows=16, Columns=32)
-    url = _store(client, token, ds)
-    shown = _png(_get(client, token, f"{url}/rendered", accept_header="image/png", viewport="16,16"))
+    ds, _values = multiframe_ct(frames=1, Rows=16, Columns=32)
+    url = store_dataset(client, token, ds)
+    shown = _png(api_get(client, token, f"{url}/rendered", accept_header="image/png", viewport="16,16"))
     assert shown.shape == (8, 16)
-    cropped = _png(_get(client, token, f"{url}/rendered", accept_header="image/png", viewport="4,4,0,0,4,4"))
+    cropped = _png(api_get(client, token, f"{url}/rendered", accept_header="image/png", viewport="4,4,0,0,4,4"))
     assert cropped.shape == (4, 4)
 
 
@@ -479,16 +443,16 @@ def test_viewport_scales_to_fit_keeping_the_aspect_ratio(client, token):
      {"quality": "high"}, {"viewport": "10"}, {"viewport": "0,10"}, {"viewport": "10000,10"}],
 )  # fmt: skip
 def test_malformed_rendering_parameters_are_400(client, token, params):
-    ds, _values = _multiframe_ct(frames=1)
-    url = _store(client, token, ds)
-    response = _get(client, token, f"{url}/rendered", **params)
+    ds, _values = multiframe_ct(frames=1)
+    url = store_dataset(client, token, ds)
+    response = api_get(client, token, f"{url}/rendered", **params)
     assert response.status_code == 400, params
 
 
 def test_compressed_pixel_data_is_not_rendered(client, token):
-    data, ds = _encapsulated_ct([b"\xff\xd8" + bytes(16) + b"\xff\xd9"])
-    url = _store_part10(client, token, data, ds)
-    response = _get(client, token, f"{url}/rendered")
+    data, ds = encapsulated_ct([b"\xff\xd8" + bytes(16) + b"\xff\xd9"])
+    url = store_part10(client, token, data, ds)
+    response = api_get(client, token, f"{url}/rendered")
     assert response.status_code == 406
     assert response.json()["error"] == "not_acceptable"
 
@@ -497,7 +461,7 @@ def test_compressed_pixel_data_is_not_rendered(client, token):
 def test_dicomweb_client_reads_frames_and_rendered_images(live_server, world, local_storage):
     token = token_for(world.first.hospital)
     client = DICOMwebClient(url=f"{live_server.url}/api/first/dicom-web", headers={"Authorization": f"Bearer {token}"})
-    ds, values = _multiframe_ct(frames=3)
+    ds, values = multiframe_ct(frames=3)
     client.store_instances([ds_with_meta(ds)])
     uids = (ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
     frames = client.retrieve_instance_frames(*uids, frame_numbers=[3, 1])
@@ -516,10 +480,10 @@ def ds_with_meta(ds: Dataset) -> Dataset:
 
 @pytest.mark.parametrize("suffix", ["frames/1", "rendered", "frames/1/rendered"])
 def test_another_hospitals_token_gets_404(client, token, world, suffix):
-    ds, _values = _multiframe_ct(frames=1)
-    url = _store(client, token, ds)
+    ds, _values = multiframe_ct(frames=1)
+    url = store_dataset(client, token, ds)
     other = token_for(world.second.hospital)
-    response = _get(client, other, f"{url}/{suffix}")
+    response = api_get(client, other, f"{url}/{suffix}")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
 
@@ -527,11 +491,11 @@ def test_another_hospitals_token_gets_404(client, token, world, suffix):
 @pytest.mark.parametrize("suffix", ["frames/1", "rendered", "frames/1/rendered"])
 def test_another_hospitals_instance_is_the_same_404_as_an_unknown_one(client, token, world, suffix):
     other = token_for(world.second.hospital)
-    ds, _values = _multiframe_ct(frames=1, InstitutionName="SECOND PEOPLES HOSPITAL")
-    other_url = _store(client, other, ds, hospital="second")
+    ds, _values = multiframe_ct(frames=1, InstitutionName="SECOND PEOPLES HOSPITAL")
+    other_url = store_dataset(client, other, ds, hospital="second")
     mine = other_url.replace("/api/second/", "/api/first/")
     unknown = mine.replace(ds.SOPInstanceUID, generate_uid())
     for url in (mine, unknown):
-        response = _get(client, token, f"{url}/{suffix}")
+        response = api_get(client, token, f"{url}/{suffix}")
         assert response.status_code == 404
         assert response.json() == {"error": "not_found", "detail": "Not found."}

@@ -13,8 +13,15 @@ from apps.audit.models import AuditEvent
 from apps.audit.vocabulary import Action
 from apps.dicomweb import rendered
 from apps.tenants.context import hospital_context
-from tests.dicomweb.helpers import read_multipart, token_for
-from tests.dicomweb.test_frames_rendered import _encapsulated_ct, _get, _multiframe_ct, _store, _store_part10
+from tests.dicomweb.helpers import (
+    api_get,
+    encapsulated_ct,
+    multiframe_ct,
+    read_multipart,
+    store_dataset,
+    store_part10,
+    token_for,
+)
 from tests.imaging.dicom_factory import make_instance
 
 pytestmark = pytest.mark.django_db
@@ -29,16 +36,16 @@ def _study(client, token) -> tuple[str, str, list[str]]:
     """A study of two series: three CT slices (instance numbers 3, 1, 2, stored in that order) with
     distinct pixel values, and one more slice. Returns the study URL, the first series' URL and the
     instance URLs of that series by instance number."""
-    first, _values = _multiframe_ct(frames=1, InstanceNumber=3)
+    first, _values = multiframe_ct(frames=1, InstanceNumber=3)
     study_uid, series_uid = first.StudyInstanceUID, first.SeriesInstanceUID
-    urls = {3: _store(client, token, first)}
+    urls = {3: store_dataset(client, token, first)}
     for number in (1, 2):
         pixels = (np.arange(256, dtype=np.uint16).reshape(16, 16) * (number + 2) + 900).astype("<u2").tobytes()
         ds = make_instance("CT", StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, InstanceNumber=number,
                            PixelData=pixels)  # fmt: skip
-        urls[number] = _store(client, token, ds)
+        urls[number] = store_dataset(client, token, ds)
     other = make_instance("CT", StudyInstanceUID=study_uid, SeriesNumber=2, InstanceNumber=1)
-    _store(client, token, other)
+    store_dataset(client, token, other)
     study_url = f"/api/first/dicom-web/studies/{study_uid}"
     return study_url, f"{study_url}/series/{series_uid}", [urls[n] for n in (1, 2, 3)]
 
@@ -51,7 +58,7 @@ def _parts(response) -> list[bytes]:
 def test_a_series_renders_each_instance_in_instance_order(client, token):
     _study_url, series_url, instance_urls = _study(client, token)
     window = "1500,3000"  # wide enough that the three slices' values look different
-    response = _get(
+    response = api_get(
         client, token, f"{series_url}/rendered", accept_header='multipart/related; type="image/png"', window=window
     )
     assert response["Content-Type"].startswith('multipart/related; type="image/png"')
@@ -59,7 +66,7 @@ def test_a_series_renders_each_instance_in_instance_order(client, token):
     parts = _parts(response)
     # Each part is exactly what the instance's own rendered resource answers.
     singles = [
-        _get(client, token, f"{url}/rendered", accept_header="image/png", window=window).content
+        api_get(client, token, f"{url}/rendered", accept_header="image/png", window=window).content
         for url in instance_urls
     ]
     assert parts == singles
@@ -68,7 +75,7 @@ def test_a_series_renders_each_instance_in_instance_order(client, token):
 
 def test_a_study_renders_every_series_as_jpeg_by_default(client, token):
     study_url, _series_url, _instance_urls = _study(client, token)
-    response = _get(client, token, f"{study_url}/rendered")
+    response = api_get(client, token, f"{study_url}/rendered")
     assert response["Content-Type"].startswith('multipart/related; type="image/jpeg"')
     parts = _parts(response)
     assert len(parts) == 4
@@ -77,33 +84,33 @@ def test_a_study_renders_every_series_as_jpeg_by_default(client, token):
 
 def test_rendering_parameters_apply_to_every_part(client, token):
     _study_url, series_url, _instance_urls = _study(client, token)
-    response = _get(client, token, f"{series_url}/rendered", accept="image/png", viewport="8,8")
+    response = api_get(client, token, f"{series_url}/rendered", accept="image/png", viewport="8,8")
     assert [Image.open(io.BytesIO(part)).size for part in _parts(response)] == [(8, 8)] * 3
-    assert _get(client, token, f"{series_url}/rendered", window="40").status_code == 400
-    assert _get(client, token, f"{series_url}/rendered", accept_header="text/html").status_code == 406
+    assert api_get(client, token, f"{series_url}/rendered", window="40").status_code == 400
+    assert api_get(client, token, f"{series_url}/rendered", accept_header="text/html").status_code == 406
 
 
 def test_instances_this_archive_does_not_render_are_left_out(client, token):
-    data, ds = _encapsulated_ct([b"\xff\xd8" + bytes(16) + b"\xff\xd9"])
-    _store_part10(client, token, data, ds)
+    data, ds = encapsulated_ct([b"\xff\xd8" + bytes(16) + b"\xff\xd9"])
+    store_part10(client, token, data, ds)
     series_url = f"/api/first/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
-    only_compressed = _get(client, token, f"{series_url}/rendered")
+    only_compressed = api_get(client, token, f"{series_url}/rendered")
     assert only_compressed.status_code == 406
     assert only_compressed.json()["error"] == "not_acceptable"
     native = make_instance("CT", StudyInstanceUID=ds.StudyInstanceUID, SeriesInstanceUID=ds.SeriesInstanceUID,
                            InstanceNumber=2)  # fmt: skip
-    _store(client, token, native)
-    assert len(_parts(_get(client, token, f"{series_url}/rendered"))) == 1
+    store_dataset(client, token, native)
+    assert len(_parts(api_get(client, token, f"{series_url}/rendered"))) == 1
 
 
 def test_unknown_and_other_hospitals_studies_are_404(client, token, world):
     study_url, series_url, _instance_urls = _study(client, token)
     other = token_for(world.second.hospital)
     for url in (f"{study_url}/rendered", f"{series_url}/rendered"):
-        response = _get(client, other, url.replace("/first/", "/second/"))
+        response = api_get(client, other, url.replace("/first/", "/second/"))
         assert response.status_code == 404
         assert response.json()["error"] == "not_found"
-    assert _get(client, token, "/api/first/dicom-web/studies/1.2.3.4/rendered").status_code == 404
+    assert api_get(client, token, "/api/first/dicom-web/studies/1.2.3.4/rendered").status_code == 404
 
 
 def test_frame_and_rendered_retrievals_are_audited(client, token, world):
@@ -116,12 +123,12 @@ def test_frame_and_rendered_retrievals_are_audited(client, token, world):
         (f"{study_url}/rendered", "rendered", 4),
     ]
     for url, _kind, _count in asked:
-        response = _get(client, token, url)
+        response = api_get(client, token, url)
         assert response.status_code == 200
         if response.streaming:
             b"".join(response.streaming_content)
     # A refused retrieval (a frame that does not exist) is not an access.
-    assert _get(client, token, f"{instance_urls[0]}/frames/9").status_code == 400
+    assert api_get(client, token, f"{instance_urls[0]}/frames/9").status_code == 400
     with hospital_context(world.first.hospital):
         events = list(
             AuditEvent.objects.filter(action=Action.INSTANCES_ACCESSED).order_by("id").values_list("details", flat=True)
@@ -139,29 +146,29 @@ def _locations(response) -> list[str]:
 
 def test_each_part_names_the_instance_it_renders(client, token):
     _study_url, series_url, instance_urls = _study(client, token)
-    response = _get(client, token, f"{series_url}/rendered")
+    response = api_get(client, token, f"{series_url}/rendered")
     assert _locations(response) == [f"http://testserver{url}/rendered" for url in instance_urls]
 
 
 def test_the_accept_query_parameter_and_preferences_choose_the_part_type(client, token):
     _study_url, series_url, _instance_urls = _study(client, token)
-    by_query = _get(client, token, f"{series_url}/rendered", accept='multipart/related; type="image/png"')
+    by_query = api_get(client, token, f"{series_url}/rendered", accept='multipart/related; type="image/png"')
     assert by_query["Content-Type"].startswith('multipart/related; type="image/png"')
     assert {Image.open(io.BytesIO(part)).format for part in _parts(by_query)} == {"PNG"}
     refused_png = 'multipart/related; type="image/png"; q=0, multipart/related; type="image/jpeg"'
-    by_preference = _get(client, token, f"{series_url}/rendered", accept_header=refused_png)
+    by_preference = api_get(client, token, f"{series_url}/rendered", accept_header=refused_png)
     assert by_preference["Content-Type"].startswith('multipart/related; type="image/jpeg"')
-    unavailable = _get(client, token, f"{series_url}/rendered", accept_header='multipart/related; type="image/gif"')
+    unavailable = api_get(client, token, f"{series_url}/rendered", accept_header='multipart/related; type="image/gif"')
     assert unavailable.status_code == 406
 
 
 def test_a_multiframe_instance_gives_its_first_frame(client, token):
-    ds, values = _multiframe_ct(frames=3)
-    url = _store(client, token, ds)
+    ds, values = multiframe_ct(frames=3)
+    url = store_dataset(client, token, ds)
     series_url = url.rsplit("/instances/", 1)[0]
-    [part] = _parts(_get(client, token, f"{series_url}/rendered", accept="image/png", window="1500,3000"))
-    first = _get(client, token, f"{url}/frames/1/rendered", accept_header="image/png", window="1500,3000").content
-    second = _get(client, token, f"{url}/frames/2/rendered", accept_header="image/png", window="1500,3000").content
+    [part] = _parts(api_get(client, token, f"{series_url}/rendered", accept="image/png", window="1500,3000"))
+    first = api_get(client, token, f"{url}/frames/1/rendered", accept_header="image/png", window="1500,3000").content
+    second = api_get(client, token, f"{url}/frames/2/rendered", accept_header="image/png", window="1500,3000").content
     assert part == first != second
     assert values.shape[0] == 3
 
@@ -179,5 +186,5 @@ def test_an_instance_that_fails_while_streaming_is_left_out_and_the_answer_stays
         return first_frame(hospital, loaded, number, rendering)
 
     monkeypatch.setattr(rendered, "_first_frame", failing_second)
-    response = _get(client, token, f"{series_url}/rendered")
+    response = api_get(client, token, f"{series_url}/rendered")
     assert _locations(response) == [f"http://testserver{url}/rendered" for url in (instance_urls[0], instance_urls[2])]

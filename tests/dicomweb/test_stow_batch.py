@@ -191,6 +191,8 @@ def test_a_known_uid_in_another_series_is_found_on_the_retry(client, first, loca
     with hospital_context(hospital):
         assert Instance.objects.count() == 1
         assert Series.objects.count() == 1
+        # The rolled-back first attempt left no row: one staged object per request.
+        assert sorted(StagedObject.objects.values_list("status", flat=True)) == ["conflict", "stored"]
         stored_keys = set(Instance.objects.values_list("storage_key", flat=True))
     files = {
         os.path.relpath(os.path.join(root, name), local_storage.location)
