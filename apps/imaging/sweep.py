@@ -69,6 +69,14 @@ class SweepRefused(Exception):
         self.result = result
 
 
+class SweepFailed(Exception):
+    """The removal stopped partway (a storage error): ``result.removed`` says how far it got."""
+
+    def __init__(self, result: "SweepResult", error: Exception) -> None:
+        super().__init__(f"The sweep stopped after {result.removed} removals ({type(error).__name__}).")
+        self.result = result
+
+
 @dataclass
 class SweepResult:
     """Counts only: the names of what is swept are opaque, but there is no need to list them."""
@@ -83,6 +91,7 @@ class SweepResult:
     partial_removed: int = 0  # leftover temporary files of interrupted writes
     partial_kept_young: int = 0
     refused: bool = False
+    removed: int = 0  # files actually removed so far (all of the above, unless the removal failed)
     _staged_to_remove: list[Path] = field(default_factory=list, repr=False)
     _objects_to_remove: list[str] = field(default_factory=list, repr=False)
     _partials_to_remove: list[tuple[str, str]] = field(default_factory=list, repr=False)
@@ -214,13 +223,16 @@ def _remove(result: SweepResult) -> None:
     storage = storages["default"]
     for path in result._staged_to_remove:
         path.unlink(missing_ok=True)
+        result.removed += 1
     for key in result._objects_to_remove:
         object_delete(key)
+        result.removed += 1
     for place, name in result._partials_to_remove:
         if place == "staging":
             Path(name).unlink(missing_ok=True)
         else:
             storage.delete(name)
+        result.removed += 1
 
 
 def archive_sweep(*, dry_run: bool = False, entry_point: EntryPoint = EntryPoint.COMMAND) -> SweepResult:
@@ -230,7 +242,8 @@ def archive_sweep(*, dry_run: bool = False, entry_point: EntryPoint = EntryPoint
     ``dry_run`` removes nothing and records nothing. Otherwise one ARCHIVE_SWEPT event with the
     counts goes to the platform's audit chain (orphans belong to no hospital anyone can tell).
     Raises SweepRefused, removing nothing, when there are more orphans than
-    ``ARCHIVE_SWEEP_MAX_REMOVALS``. Safe to run at any time and to run again.
+    ``ARCHIVE_SWEEP_MAX_REMOVALS``; SweepFailed, audited as a major failure with the counts, when
+    a removal fails partway. Safe to run at any time and to run again.
     """
     result = SweepResult(dry_run=dry_run)
     cutoff = timezone.now() - timedelta(hours=settings.ARCHIVE_ORPHAN_GRACE_HOURS)
@@ -250,7 +263,17 @@ def archive_sweep(*, dry_run: bool = False, entry_point: EntryPoint = EntryPoint
             )
         raise
     if not dry_run:
-        _remove(result)
+        try:
+            _remove(result)
+        except Exception as error:
+            # Some files went, some did not: recorded as such (the counts say how far it got), and
+            # the next run takes up the rest.
+            logger.error("Archive sweep stopped after %s removals (%s).", result.removed, type(error).__name__)
+            audit_record(
+                action=Action.ARCHIVE_SWEPT, outcome=Outcome.MAJOR_FAILURE, entry_point=entry_point,
+                object_type="archive", details={**result.counts(), "error": type(error).__name__},
+            )  # fmt: skip
+            raise SweepFailed(result, error) from error
         audit_record(
             action=Action.ARCHIVE_SWEPT, entry_point=entry_point, object_type="archive", details=result.counts()
         )

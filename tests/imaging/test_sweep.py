@@ -347,3 +347,34 @@ def test_beat_runs_the_sweep_and_the_fixity_check_daily(settings):
         entry = settings.CELERY_BEAT_SCHEDULE[name]
         assert entry["schedule"] == 24 * 3600
         assert entry["task"] in celery_app.tasks
+
+
+def test_a_sweep_that_fails_partway_is_audited_with_how_far_it_got(world, staging, local_storage, monkeypatch):
+    """The storage refuses to delete the second orphan (a fault outside our code, simulated): the
+    first is gone, the failure is recorded with the counts, and the command says to run again."""
+    _rolled_back_staging(world.first.hospital)
+    orphans = [_orphan_object(world.second.hospital), _orphan_object(world.second.hospital, b"another")]
+    _age_every_file(staging, Path(local_storage.location))
+    deleted: list[str] = []
+    real_delete = local_storage.delete
+
+    def refusing_second(name):
+        if len(deleted) == 1:
+            raise PermissionError(13, "Permission denied")
+        deleted.append(name)
+        real_delete(name)
+
+    monkeypatch.setattr(local_storage, "delete", refusing_second)
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="stopped after 2 removals"):
+        call_command("archive_sweep", stdout=out)
+    assert "objects: " in out.getvalue()
+    assert sum(local_storage.exists(key) for key in orphans) == 1
+    [event] = _sweep_events()
+    assert event.outcome == Outcome.MAJOR_FAILURE
+    assert (event.details["removed"], event.details["objects_removed"]) == (2, 2)
+    assert event.details["error"] == "PermissionError"
+
+    monkeypatch.undo()
+    archive_sweep()
+    assert not any(local_storage.exists(key) for key in orphans)

@@ -3,7 +3,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.imaging.sweep import SweepRefused, SweepResult, archive_sweep
+from apps.imaging.sweep import SweepFailed, SweepRefused, SweepResult, archive_sweep
 
 
 class Command(BaseCommand):
@@ -25,6 +25,9 @@ class Command(BaseCommand):
                 f"More than ARCHIVE_SWEEP_MAX_REMOVALS ({settings.ARCHIVE_SWEEP_MAX_REMOVALS}) orphans: nothing "
                 "was removed. Check that this is the archive's own database before raising the limit."
             ) from None
+        except SweepFailed as failed:
+            self._report(failed.result, dry_run=dry_run)
+            raise CommandError(f"{failed} Nothing else was changed; run the sweep again.") from None
         self._report(result, dry_run=dry_run)
 
     def _report(self, result: SweepResult, *, dry_run: bool) -> None:
