@@ -42,7 +42,7 @@ from apps.imaging.ingest import (
 from apps.imaging.models import StagedObject
 from apps.imaging.objectstore import object_delete
 from apps.imaging.series_review import batch_review
-from apps.imaging.staging import StagingTooLarge
+from apps.imaging.staging import StagingTooLarge, staging_remove
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,11 @@ class StowView(DicomWebView):
                     raise
                 for instance in shared.pending_instances:  # stored, and now named by nothing
                     object_delete(instance.storage_key, writes=writes)
+                _forget_staged(work)
                 continue
+            except BaseException:
+                _forget_staged(work)  # nothing of this attempt will commit
+                raise
             return work.outcomes, work.failed
         raise AssertionError("unreachable")
 
@@ -207,9 +211,12 @@ class StowView(DicomWebView):
                     hospital=self.hospital, source=StagedObject.Source.STOW, chunks=part_chunks(body, part),
                     batch=work.batch,
                 )  # fmt: skip
+                work.staged.append(staged.public_id)
             except StagingTooLarge:
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
+            except OSError as error:
+                raise _NotDurable from error  # the disk refuses what the request must keep
             try:
                 work.outcomes.append(
                     staged_object_process(
@@ -237,9 +244,13 @@ class StowView(DicomWebView):
             raise
         except Exception:
             # Staged "received" for the retry sweeper, as above. The client hears 0x0110.
-            staged = received_object_keep(
-                hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=work.batch
-            )
+            try:
+                staged = received_object_keep(
+                    hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=work.batch
+                )
+            except OSError as error:
+                raise _NotDurable from error
+            work.staged.append(staged.public_id)
             logger.exception("STOW: received object %s could not be processed", staged.public_id)
             work.failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
 
@@ -269,6 +280,13 @@ class _Work:
     shared: IngestBatch
     outcomes: list[IngestOutcome] = field(default_factory=list)
     failed: list[dict[str, Any]] = field(default_factory=list)
+    staged: list[uuid.UUID] = field(default_factory=list)  # staged files made by this attempt
+
+
+def _forget_staged(work: _Work) -> None:
+    """Remove the staged files of an attempt whose rows roll back: nothing would ever name them."""
+    for public_id in work.staged:
+        staging_remove(public_id)
 
 
 class _NotDurable(Exception):

@@ -5,6 +5,7 @@ import errno
 import io
 import os
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -170,3 +171,34 @@ def test_the_memory_limit_is_inclusive(settings, tmp_path, limit_offset, in_memo
         assert (temporary_files(tmp_path) == []) is in_memory
         body.seek(0)
         assert body.read() == data
+
+
+@pytest.mark.parametrize("failing", ["objects", "everything"])
+def test_large_objects_leave_no_staged_file_when_the_disk_fails(
+    client, first, local_storage, settings, monkeypatch, failing
+):
+    """Objects too large to ingest from memory go through staging first. When the stored objects'
+    fsync fails, or the staging's own, the request answers 503 and its staged files go with it
+    (their rows were rolled back). A fault outside our code, simulated."""
+    hospital, token = first
+    settings.STOW_IN_MEMORY_MAX_SIZE = 100  # every object is "large"
+    settings.STAGING_DIR = settings.VAR_DIR / f"staging-{uuid.uuid4().hex}"
+    synced, failures = durable._sync_into_place, []
+
+    def sync(partial, descriptor, path, new):
+        if failing == "everything" or "objects" in path.parts:
+            failures.append(path)
+            os.close(descriptor)
+            partial.unlink()
+            raise OSError(errno.EIO, "Input/output error")
+        synced(partial, descriptor, path, new)
+
+    monkeypatch.setattr(durable, "_sync_into_place", sync)
+    response = stow(client, "first", token, make_ct_series(3, PatientID="DURABLE05"))
+    assert response.status_code == 503
+    assert response.json()["error"] == "storage_unavailable"
+    assert failures
+    assert [path for path in Path(settings.STAGING_DIR).rglob("*") if path.is_file()] == []
+    assert _object_files(local_storage) == set()
+    with hospital_context(hospital):
+        assert StagedObject.objects.count() == 0
