@@ -284,8 +284,10 @@ class _Work:
 
 
 def _forget_staged(work: _Work) -> None:
-    """Remove the staged files of an attempt whose rows roll back: nothing would ever name them."""
-    for public_id in work.staged:
+    """Remove the staged files of an attempt whose rows roll back: nothing would ever name them.
+    Besides those it made itself, an object received in memory and kept as a conflict was staged
+    under its own id on the way."""
+    for public_id in {*work.staged, *(outcome.staged.public_id for outcome in work.outcomes)}:
         staging_remove(public_id)
 
 

@@ -313,3 +313,26 @@ def test_one_uid_twice_in_a_request_with_different_bytes_is_a_conflict_with_the_
         assert conflict.existing == instance
         assert conflict.received_sha256 == hashlib.sha256(changed).hexdigest()
         assert _object_files(local_storage) == {instance.storage_key}
+
+
+def test_a_redone_request_leaves_only_the_staged_files_its_rows_name(client, first, settings):
+    """A conflict found in the first, rolled-back attempt was staged on the way; the redo stages it
+    again under the row it keeps. Only the files that rows name are left."""
+    hospital, token = first
+    settings.STAGING_DIR = settings.VAR_DIR / f"staging-{uuid.uuid4().hex}"
+    a, b = make_ct_slice(PatientID="BATCH19"), make_ct_slice(PatientID="BATCH19")
+    study_uid = dcmread(io.BytesIO(a)).StudyInstanceUID
+    assert stow(client, "first", token, [a]).status_code == 200
+    assert stow(client, "first", token, [b]).status_code == 200
+    first_a = dcmread(io.BytesIO(a))
+    a_changed = make_ct_slice(
+        SOPInstanceUID=first_a.SOPInstanceUID, SeriesInstanceUID=first_a.SeriesInstanceUID,
+        StudyInstanceUID=study_uid, PatientID="BATCH19", ImageComments="changed",
+    )  # fmt: skip
+    b_elsewhere = make_ct_slice(SOPInstanceUID=dcmread(io.BytesIO(b)).SOPInstanceUID, PatientID="BATCH19")
+    response = stow(client, "first", token, [a_changed, b_elsewhere])
+    assert response.status_code == 409
+    with hospital_context(hospital):
+        conflicts = set(StagedObject.objects.filter(status="conflict").values_list("public_id", flat=True))
+    assert len(conflicts) == 2
+    assert {uuid.UUID(name) for name in _staging_files(settings)} == conflicts
