@@ -101,6 +101,7 @@ class StowView(DicomWebView):
         writes = DeferredWrites()
         try:
             outcomes, failed = self._ingest_batch(body, parts, batch, study_uid, policy, writes)
+            batch_review(hospital=self.hospital, outcomes=outcomes, policy=policy)
         except BaseException as error:
             # Nothing of this request commits (a 5xx rolls its transaction back): what it wrote to the
             # storage is named by nothing, and goes now rather than waiting for the sweep.
@@ -112,7 +113,6 @@ class StowView(DicomWebView):
                 response["Retry-After"] = "60"
                 return response
             raise
-        batch_review(hospital=self.hospital, outcomes=outcomes, policy=policy)
         any_warning = False
         for outcome in outcomes:
             staged = outcome.staged
@@ -181,12 +181,19 @@ class StowView(DicomWebView):
                     if not _objects_synced(writes):
                         raise _NotDurable
                     ingest_batch_flush(batch=shared)
-            except RedoOneByOne:
+            except RedoOneByOne as redo:
                 if not defer_rows:
                     raise
-                for instance in shared.pending_instances:  # stored, and now named by nothing
-                    object_delete(instance.storage_key, writes=writes)
-                _forget_staged(work)
+                logger.info("STOW: redone one object at a time (%s)", type(redo.__cause__ or redo).__name__)
+                try:
+                    # Everything the attempt stored is named by nothing now: on the filesystem every
+                    # file written (large parts' too, and any sync still pending); elsewhere the
+                    # deferred instances' objects.
+                    writes.discard()
+                    for instance in shared.pending_instances:
+                        object_delete(instance.storage_key)
+                finally:
+                    _forget_staged(work)
                 continue
             except BaseException:
                 _forget_staged(work)  # nothing of this attempt will commit
@@ -216,7 +223,9 @@ class StowView(DicomWebView):
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
             except OSError as error:
-                raise _NotDurable from error  # the disk refuses what the request must keep
+                # The disk refuses what the request must keep (errno only: the message names a file).
+                logger.error("STOW: a staged file could not be written (errno %s)", error.errno)
+                raise _NotDurable from error
             try:
                 work.outcomes.append(
                     staged_object_process(
@@ -249,6 +258,7 @@ class StowView(DicomWebView):
                     hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=work.batch
                 )
             except OSError as error:
+                logger.error("STOW: a staged file could not be written (errno %s)", error.errno)
                 raise _NotDurable from error
             work.staged.append(staged.public_id)
             logger.exception("STOW: received object %s could not be processed", staged.public_id)

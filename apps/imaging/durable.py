@@ -141,8 +141,15 @@ class DeferredWrites:
         except BaseException:
             slot.release()
             raise
+        try:
+            future = _sync_pool().submit(_sync_in_flight, partial, descriptor, path, new, slot)
+        except BaseException:
+            os.close(descriptor)
+            partial.unlink(missing_ok=True)
+            slot.release()
+            raise
         self._written.append(path)
-        self._pending[path] = _sync_pool().submit(_sync_in_flight, partial, descriptor, path, new, slot)
+        self._pending[path] = future
         return size
 
     def settle(self, path: Path) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, OperationalError
 from django.db.models import F
 
 from apps.imaging.dicom.parse import ParsedInstance
@@ -128,8 +128,10 @@ def ingest_batch_flush(*, batch: IngestBatch) -> None:
     if batch.pending_instances:
         try:
             Instance.objects.bulk_create(batch.pending_instances)
-        except IntegrityError as error:
-            # The transaction is unusable until the caller rolls its savepoint back.
+        except (IntegrityError, OperationalError) as error:
+            # A UID taken, or a deadlock with a request inserting the same UIDs in another order
+            # (any other operational error too: the one-by-one path meets it on its own). The
+            # transaction is unusable until the caller rolls its savepoint back.
             raise RedoOneByOne from error
         batch.pending_instances.clear()
     if batch.pending_rows:

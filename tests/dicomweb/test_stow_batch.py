@@ -336,3 +336,21 @@ def test_a_redone_request_leaves_only_the_staged_files_its_rows_name(client, fir
         conflicts = set(StagedObject.objects.filter(status="conflict").values_list("public_id", flat=True))
     assert len(conflicts) == 2
     assert {uuid.UUID(name) for name in _staging_files(settings)} == conflicts
+
+
+def test_a_redone_request_of_large_and_small_parts_leaves_no_object_behind(client, first, local_storage, settings):
+    """A large part (through staging, its row inserted as it goes) and a small one whose UID is
+    stored in another series: the first attempt is rolled back and redone, and the large part's
+    object of that attempt goes with it."""
+    hospital, token = first
+    uid = generate_uid()
+    assert stow(client, "first", token, [make_ct_slice(SOPInstanceUID=uid, PatientID="BATCH20")]).status_code == 200
+    large = make_ct_slice(PatientID="BATCH20", Rows=128, Columns=128)
+    small = make_ct_slice(SOPInstanceUID=uid, PatientID="BATCH20", SeriesDescription="other")
+    settings.STOW_IN_MEMORY_MAX_SIZE = (len(large) + len(small)) // 2
+    assert len(small) < settings.STOW_IN_MEMORY_MAX_SIZE < len(large)
+    response = stow(client, "first", token, [large, small])
+    assert response.status_code == 202
+    with hospital_context(hospital):
+        assert Instance.objects.count() == 2
+        assert _object_files(local_storage) == set(Instance.objects.values_list("storage_key", flat=True))
