@@ -6,13 +6,12 @@ import numpy as np
 import pydicom
 import pytest
 from django.test import Client
-from pydicom.dataset import FileMetaDataset
-from pydicom.encaps import encapsulate
 from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, generate_uid
 
 from apps.viewer.grants import viewer_url
 from tests.browser.conftest import EMPTY_STORAGE, browser_storage
 from tests.browser.test_viewer import _doctor_session, _session_cookie, _wait
+from tests.dicomweb.helpers import encapsulated_ct
 from tests.imaging.dicom_factory import make_instance, to_part10_bytes
 from tests.viewer.helpers import RESCALE_INTERCEPT, ct_gradient, ct_series_parts, grant_session, study_store
 
@@ -33,17 +32,7 @@ def _open_as_doctor(page, live_server, world, study) -> None:
 
 
 def _undecodable_jpeg() -> bytes:
-    ds = make_instance("CT", PixelData=None)
-    ds.PixelData = encapsulate([b"\xff\xd8" + bytes(16) + b"\xff\xd9"])
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return encapsulated_ct([b"\xff\xd8" + bytes(16) + b"\xff\xd9"])[0]
 
 
 def test_instance_the_codecs_cannot_decode_shows_a_message(live_server, desktop_page, world, local_storage):
@@ -106,20 +95,10 @@ def _jpeg2000_lossless_ct() -> bytes:
 
     codestream = io.BytesIO()
     Image.fromarray(ct_gradient(64, 64, 0)).save(codestream, format="JPEG2000", irreversible=False, no_jp2=True)
-    ds = make_instance(
-        "CT", Rows=64, Columns=64, BitsAllocated=16, BitsStored=16, HighBit=15, PixelRepresentation=0,
-        RescaleIntercept=RESCALE_INTERCEPT, RescaleSlope=1.0, PixelData=None,
-    )  # fmt: skip
-    ds.PixelData = encapsulate([codestream.getvalue()])
-    ds["PixelData"].VR = "OB"
-    ds["PixelData"].is_undefined_length = True
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+    return encapsulated_ct(
+        [codestream.getvalue()], JPEG2000Lossless, Rows=64, Columns=64, BitsAllocated=16, BitsStored=16,
+        HighBit=15, PixelRepresentation=0, RescaleIntercept=RESCALE_INTERCEPT, RescaleSlope=1.0,
+    )[0]  # fmt: skip
 
 
 def test_compressed_instance_is_decoded_by_a_wasm_codec_under_the_page_csp(

@@ -4,6 +4,7 @@ import email.parser
 import email.policy
 import io
 import uuid
+from typing import Any
 
 import numpy as np
 from pydicom import Dataset
@@ -74,16 +75,19 @@ def api_get(client, token, url, accept_header: str | None = None, **params):
     return client.get(url, params, HTTP_AUTHORIZATION=f"Bearer {token}", **extra)
 
 
-def encapsulated_ct(frames: list[bytes]) -> tuple[bytes, Dataset]:
-    """A JPEG Lossless CT with the given codestreams as its frames (not decodable; never decoded here)."""
-    ds = make_instance("CT", NumberOfFrames=len(frames), PixelData=None)
+def encapsulated_ct(
+    frames: list[bytes], transfer_syntax: str = JPEGLosslessSV1, **attributes: Any
+) -> tuple[bytes, Dataset]:
+    """A CT with the given codestreams as its frames, in ``transfer_syntax`` (JPEG Lossless unless
+    said; the codestreams are not checked), with ``attributes`` as make_instance takes them."""
+    ds = make_instance("CT", NumberOfFrames=len(frames), PixelData=None, **attributes)
     ds.PixelData = encapsulate(frames)
     ds["PixelData"].VR = "OB"
     ds["PixelData"].is_undefined_length = True
     ds.file_meta = FileMetaDataset()
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
     buffer = io.BytesIO()
     ds.save_as(buffer, enforce_file_format=True)
     return buffer.getvalue(), ds
