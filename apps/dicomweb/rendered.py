@@ -348,11 +348,9 @@ class ResourceRenderedView(DicomWebView):
 
     def get(self, request: Request, hospital_code: str, study_uid: str,
             series_uid: str | None = None) -> HttpResponse | StreamingHttpResponse:  # fmt: skip
-        instances = [
-            instance
-            for instance in selectors.instances_matching(self.hospital, {}, study_uid, series_uid)
-            if instance.transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES  # compressed ones are not rendered
-        ]
+        matching = list(selectors.instances_matching(self.hospital, {}, study_uid, series_uid))
+        # Compressed pixel data is not rendered here.
+        instances = [i for i in matching if i.transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES]
         try:
             rendering = rendering_parse(request.GET, request.META.get("HTTP_ACCEPT", ""), multipart=True)
         except Refused as refusal:
@@ -362,7 +360,7 @@ class ResourceRenderedView(DicomWebView):
         parts = _rendered_parts(self.hospital, instances, rendering, lambda i: self._instance_url(request, i))
         first = next(parts, None)
         if first is None:
-            if not selectors.instances_matching(self.hospital, {}, study_uid, series_uid).exists():
+            if not matching:
                 return not_found().response()
             return not_acceptable("No instance here is an image this archive renders.").response()
         self.audit_access(request, study_uid, series_uid, len(instances), "rendered")

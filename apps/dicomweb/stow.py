@@ -223,9 +223,7 @@ class StowView(DicomWebView):
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
             except OSError as error:
-                # The disk refuses what the request must keep (errno only: the message names a file).
-                logger.error("STOW: a staged file could not be written (errno %s)", error.errno)
-                raise _NotDurable from error
+                raise _staging_refused(error) from error
             try:
                 work.outcomes.append(
                     staged_object_process(
@@ -258,8 +256,7 @@ class StowView(DicomWebView):
                     hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=work.batch
                 )
             except OSError as error:
-                logger.error("STOW: a staged file could not be written (errno %s)", error.errno)
-                raise _NotDurable from error
+                raise _staging_refused(error) from error
             work.staged.append(staged.public_id)
             logger.exception("STOW: received object %s could not be processed", staged.public_id)
             work.failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
@@ -303,6 +300,12 @@ def _forget_staged(work: _Work) -> None:
 
 class _NotDurable(Exception):
     """A stored object could not be made durable: the request fails whole (503)."""
+
+
+def _staging_refused(error: OSError) -> _NotDurable:
+    """The disk refuses what the request must keep: logged (errno only, the message names a file)."""
+    logger.error("STOW: a staged file could not be written (errno %s)", error.errno)
+    return _NotDurable()
 
 
 def _objects_synced(writes: DeferredWrites) -> bool:

@@ -159,19 +159,22 @@ class DeferredWrites:
         if future is not None:
             wait([future])
 
-    def wait(self) -> None:
-        """Wait for every pending file; if any failed, raise the first failure (after all finished)."""
+    def _drain(self) -> list[Future[None]]:
+        """Wait for every pending file; return their finished futures."""
         pending, self._pending = list(self._pending.values()), {}
         wait(pending)
-        for future in pending:
+        return pending
+
+    def wait(self) -> None:
+        """Wait for every pending file; if any failed, raise the first failure (after all finished)."""
+        for future in self._drain():
             if (error := future.exception()) is not None:
                 raise error
 
     def discard(self) -> None:
         """Wait for every pending file, then remove every file written through this object: for a
         caller whose transaction will not commit, so that nothing names them."""
-        pending, self._pending = list(self._pending.values()), {}
-        wait(pending)
+        self._drain()
         for path in self._written:
             path.unlink(missing_ok=True)
         self._written = []

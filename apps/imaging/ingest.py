@@ -172,19 +172,17 @@ def _attempted_twice(
     rows, and this time looking SOP Instance UIDs up one by one rather than in the batch's lists.
 
     A batch that defers rows (a STOW-RS request of several objects) takes no savepoint per object,
-    two statements that would mostly guard nothing, its rows being inserted at the flush. Any
-    failure is then RedoOneByOne: the caller rolls the whole batch back and redoes it this way.
+    two statements that would mostly guard nothing, its rows being inserted at the flush; nor a copy
+    of the batch. Any failure is then RedoOneByOne: the caller rolls the whole batch back, throws it
+    away and redoes the request this way.
     """
     if batch.defer_rows:
-        work = batch.fork()
         try:
-            outcome = attempt(work)
+            return attempt(batch)
         except RedoOneByOne:
             raise
         except Exception as error:
             raise RedoOneByOne from error
-        batch.adopt(work)
-        return outcome
     for number in (1, 2):
         work = batch.fork()
         work.trust_series_instances = number == 1
@@ -287,16 +285,16 @@ def _process(
 def _final(
     batch: IngestBatch,
     staged: StagedObject,
-    in_memory: bytes | None,
+    defer: bool,
     status: str,
     findings: list[Finding],
     modality: str,
     instance: Instance,
     identity: dict[str, str],
 ) -> None:
-    """Record an object as stored or as a duplicate of ``instance``, with its findings. The row of
-    an object received in memory is left to the batch's flush when the batch defers rows."""
-    if in_memory is not None and batch.defer_rows:
+    """Record an object as stored or as a duplicate of ``instance``, with its findings; ``defer``:
+    its rows are left to the batch's flush."""
+    if defer:
         _final_state(staged, status, instance=instance, **identity)
         batch.pending_rows.append((staged, findings, modality, instance))
     else:
@@ -314,6 +312,9 @@ def _process_source(
 ) -> IngestOutcome:
     """``in_memory``: the object's bytes when it was received in memory and has no staged file."""
     hospital = staged.hospital
+    # Rows of an object received in memory wait for the flush of a batch that defers them (the
+    # row of a staged object exists already, and is updated as it goes).
+    defer = in_memory is not None and batch.defer_rows
     try:
         parsed = parse_part10(source)
         findings = validate_instance(parsed, policy=policy)
@@ -350,7 +351,7 @@ def _process_source(
         existing, (study, series) = placement_or_existing(batch, parsed, patient, sha256)
         if existing is not None:
             # Its findings were recorded with the stored instance.
-            _final(batch, staged, in_memory, StagedObject.Status.DUPLICATE, [], parsed.modality, existing, identity)
+            _final(batch, staged, defer, StagedObject.Status.DUPLICATE, [], parsed.modality, existing, identity)
             _staging_done(staged, in_memory)
             return IngestOutcome(staged, findings, parsed)
         source.seek(0)
@@ -361,12 +362,9 @@ def _process_source(
         # The digest taken while encrypting must be the one taken while staging.
         if stored.sha256 != sha256:
             raise Refused("STAGING_CHANGED", "暂存文件在处理中被改动。", "The staged file changed while processing.")
-        instance = index_instance(
-            batch, parsed, stored, sealed_metadata, (patient, study, series),
-            defer=in_memory is not None and batch.defer_rows,
-        )  # fmt: skip
+        instance = index_instance(batch, parsed, stored, sealed_metadata, (patient, study, series), defer=defer)
         # An object received in memory is inserted here (or at the batch's flush), in its final state.
-        _final(batch, staged, in_memory, StagedObject.Status.STORED, findings, parsed.modality, instance, identity)
+        _final(batch, staged, defer, StagedObject.Status.STORED, findings, parsed.modality, instance, identity)
     except Refused as refused:
         if stored is not None:
             object_delete(stored.key, writes=batch.writes)
