@@ -107,7 +107,15 @@ def _read_at(body: IO[bytes], offset: int, length: int) -> bytes:
 
 
 def _occurrences(body: IO[bytes], needle: bytes, start: int, chunk_size: int = 1024 * 1024) -> Iterator[int]:
-    """Offsets of ``needle`` in ``body`` from ``start`` on, reading a chunk at a time."""
+    """Offsets of ``needle`` in ``body`` from ``start`` on, reading a chunk at a time (a body held
+    in memory is searched where it is)."""
+    if isinstance(body, io.BytesIO):
+        held = body.getvalue()  # the buffer itself, not a copy, once writing is over
+        position = held.find(needle, start)
+        while position >= 0:
+            yield position
+            position = held.find(needle, position + 1)
+        return
     offset = start  # file offset of window[0]
     read_position = start
     window = b""

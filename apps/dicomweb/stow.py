@@ -6,9 +6,11 @@ Retry-After): the storage failed to make the objects durable, and nothing of the
 """
 
 import contextlib
+import itertools
 import json
 import logging
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -31,6 +33,7 @@ from apps.dicomweb.multipart import (
 )
 from apps.imaging.dicom.parse import is_valid_uid
 from apps.imaging.dicom.rules import ValidationPolicy
+from apps.imaging.digests import sha256_soon
 from apps.imaging.durable import DeferredWrites
 from apps.imaging.indexing import IngestBatch, IngestOutcome, RedoOneByOne, ingest_batch_flush, validation_policy
 from apps.imaging.ingest import (
@@ -203,15 +206,17 @@ class StowView(DicomWebView):
 
     def _ingest_parts(self, parts: list[Part], work: "_Work") -> None:
         body, failed = work.body, work.failed
-        for part in parts:
+        ahead = _ReadAhead(body, [_in_memory(part) for part in parts]) if len(parts) > 1 else None
+        for index, part in enumerate(parts):
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
                 continue
             if part.end - part.start > settings.DICOM_MAX_OBJECT_SIZE:
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
-            if part.end - part.start <= settings.STOW_IN_MEMORY_MAX_SIZE:
-                self._ingest_in_memory(part, work)
+            if _in_memory(part):
+                data, sha256 = ahead.take(parts, index) if ahead else (part_bytes(body, part), None)
+                self._ingest_in_memory(data, sha256, work)
                 continue
             try:
                 staged = staged_object_create(
@@ -237,14 +242,14 @@ class StowView(DicomWebView):
                 logger.exception("STOW: staged object %s could not be processed", staged.public_id)
                 failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
 
-    def _ingest_in_memory(self, part: Part, work: "_Work") -> None:
-        """An object small enough to hold in memory: processed from there, staged only if kept."""
-        data = part_bytes(work.body, part)
+    def _ingest_in_memory(self, data: bytes, sha256: str | None, work: "_Work") -> None:
+        """An object small enough to hold in memory: processed from there, staged only if kept.
+        ``sha256``: its digest, when it was taken beforehand."""
         try:
             work.outcomes.append(
                 received_object_ingest(
                     hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=work.batch,
-                    batch=work.shared, policy=work.policy, expected_study_uid=work.study_uid,
+                    batch=work.shared, policy=work.policy, expected_study_uid=work.study_uid, sha256=sha256,
                 )
             )  # fmt: skip
         except RedoOneByOne:
@@ -274,6 +279,40 @@ class StowView(DicomWebView):
         return self.instance_url(
             request, parsed.study_instance_uid, parsed.series_instance_uid, parsed.sop_instance_uid
         )
+
+
+def _in_memory(part: Part) -> bool:
+    """Whether the part is ingested from memory (an object small enough, of the right type)."""
+    size = part.end - part.start
+    return (
+        part.content_type == "application/dicom"
+        and size <= settings.STOW_IN_MEMORY_MAX_SIZE
+        and size <= settings.DICOM_MAX_OBJECT_SIZE
+    )
+
+
+class _ReadAhead:
+    """The bytes of the parts ingested from memory, each read one such part ahead of its turn and
+    its SHA-256 taken on a thread meanwhile (``apps.imaging.digests``): at most two parts are held."""
+
+    def __init__(self, body: IO[bytes], eligible: list[bool]) -> None:
+        self._body = body
+        order = [index for index, ok in enumerate(eligible) if ok]
+        self._after = dict(itertools.pairwise(order))  # part index -> the next such part's
+        self._held: dict[int, tuple[bytes, Future[str]]] = {}
+
+    def _read(self, parts: list[Part], index: int) -> None:
+        if index not in self._held:
+            data = part_bytes(self._body, parts[index])
+            self._held[index] = (data, sha256_soon(data))
+
+    def take(self, parts: list[Part], index: int) -> tuple[bytes, str]:
+        """Part ``index``'s bytes and digest; the next such part is read and hashed meanwhile."""
+        self._read(parts, index)
+        if (following := self._after.get(index)) is not None:
+            self._read(parts, following)
+        data, digest = self._held.pop(index)
+        return data, digest.result()
 
 
 @dataclass

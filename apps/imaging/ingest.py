@@ -208,6 +208,7 @@ def received_object_ingest(
     batch: IngestBatch,
     policy: ValidationPolicy,
     expected_study_uid: str | None = None,
+    sha256: str | None = None,
 ) -> IngestOutcome:
     """Ingest an object received whole in memory by a request that answers only once it is stored
     (STOW-RS): parse, validate, encrypt, store and index it from memory, and insert its row once, in
@@ -218,8 +219,10 @@ def received_object_ingest(
     transaction, so after a crash mid-request neither it nor its staged file could be found again;
     the client, which has no answer, sends the object again. What the answer acknowledges is
     durable: the stored object is fsync'd before the transaction commits.
+
+    ``sha256``: the digest of ``data``, when the caller took it already.
     """
-    digest = hashlib.sha256(data).hexdigest()
+    digest = sha256 or hashlib.sha256(data).hexdigest()
     public_id = uuid.uuid4()
 
     def attempt(work: IngestBatch) -> IngestOutcome:

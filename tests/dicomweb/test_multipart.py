@@ -1,6 +1,8 @@
 """multipart/related splitting: boundaries across read chunks, empty parts, bounded reads."""
 
 import io
+import tempfile
+from typing import IO
 
 import pytest
 
@@ -15,8 +17,16 @@ def _body(parts: list[bytes], boundary: str = "b0undary", preamble: bytes = b"")
     return io.BytesIO(data)
 
 
+def _on_disk(body: io.BytesIO) -> IO[bytes]:
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - the caller closes it (with)
+    handle.write(body.getvalue())
+    handle.seek(0)
+    return handle
+
+
 @pytest.mark.parametrize("chunk_size", [1, 7, 64, 1024 * 1024])
 def test_parts_are_found_whatever_the_read_size(chunk_size, monkeypatch):
+    """A body in a file is searched a chunk at a time: a delimiter may straddle two reads."""
     import apps.dicomweb.multipart as multipart
 
     original = multipart._occurrences
@@ -26,10 +36,18 @@ def test_parts_are_found_whatever_the_read_size(chunk_size, monkeypatch):
         lambda body, needle, start, chunk_size_=chunk_size: original(body, needle, start, chunk_size_),
     )
     contents = [b"first", b"", b"x" * 5000 + b"\r\n--b0undaR" + b"y" * 10, b"\r\n"]
-    body = _body(contents, preamble=b"ignored preamble\r\n")
-    parts = split_parts(body, "b0undary")
-    assert [b"".join(part_chunks(body, part, chunk_size=3)) for part in parts] == contents
+    with _on_disk(_body(contents, preamble=b"ignored preamble\r\n")) as body:
+        parts = split_parts(body, "b0undary")
+        assert [b"".join(part_chunks(body, part, chunk_size=3)) for part in parts] == contents
     assert all(part.content_type == "application/dicom" for part in parts)
+
+
+def test_a_body_in_memory_is_split_as_the_same_body_in_a_file():
+    contents = [b"first", b"", b"x" * 5000 + b"\r\n--b0undaR" + b"y" * 10, b"\r\n", b"x--b0undary" * 3]
+    held = _body(contents, preamble=b"ignored preamble\r\n")
+    with _on_disk(held) as on_disk:
+        assert split_parts(held, "b0undary") == split_parts(on_disk, "b0undary")
+    assert [b"".join(part_chunks(held, part)) for part in split_parts(held, "b0undary")] == contents
 
 
 def test_a_missing_close_delimiter_is_refused():

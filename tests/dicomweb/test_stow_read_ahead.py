@@ -1,0 +1,41 @@
+"""STOW-RS reads the next in-memory part ahead of its turn and takes its SHA-256 on a thread
+(apps.dicomweb.stow._ReadAhead, apps.imaging.digests)."""
+
+import hashlib
+import os
+import threading
+
+from apps.dicomweb import stow
+from apps.dicomweb.multipart import split_parts
+from apps.imaging import digests
+from tests.dicomweb.test_multipart import _body
+
+
+def test_each_part_comes_with_its_digest_taken_on_the_digest_thread(monkeypatch):
+    contents = [os.urandom(10_000 + n) for n in range(5)]
+    body = _body(contents)
+    parts = split_parts(body, "b0undary")
+    threads = []
+    hexdigest = digests._hexdigest
+
+    def recording(data):
+        threads.append(threading.current_thread().name)
+        return hexdigest(data)
+
+    monkeypatch.setattr(digests, "_hexdigest", recording)
+    # Parts 1 and 3 are not ingested from memory (a large object, say): never read ahead.
+    ahead = stow._ReadAhead(body, [True, False, True, False, True])
+    taken = [ahead.take(parts, index) for index in (0, 2, 4)]
+    assert taken == [(contents[i], hashlib.sha256(contents[i]).hexdigest()) for i in (0, 2, 4)]
+    assert len(threads) == 3
+    assert all(name.startswith("sha256") for name in threads)
+
+
+def test_at_most_the_next_part_is_held(monkeypatch):
+    contents = [bytes([n]) * 1000 for n in range(6)]
+    body = _body(contents)
+    parts = split_parts(body, "b0undary")
+    ahead = stow._ReadAhead(body, [True] * 6)
+    for index in range(6):
+        assert ahead.take(parts, index)[0] == contents[index]
+        assert set(ahead._held) <= {index + 1}
