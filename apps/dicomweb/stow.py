@@ -32,6 +32,7 @@ from apps.dicomweb.multipart import (
     spool,
 )
 from apps.imaging.dicom.parse import is_valid_uid
+from apps.imaging.dicom.prepare import Prepared
 from apps.imaging.dicom.rules import ValidationPolicy
 from apps.imaging.digests import sha256_soon
 from apps.imaging.durable import DeferredWrites
@@ -44,6 +45,7 @@ from apps.imaging.ingest import (
 )
 from apps.imaging.models import StagedObject
 from apps.imaging.objectstore import object_delete
+from apps.imaging.parse_pool import ParseHelper
 from apps.imaging.series_review import batch_review
 from apps.imaging.staging import StagingTooLarge, staging_remove
 
@@ -205,8 +207,17 @@ class StowView(DicomWebView):
         raise AssertionError("unreachable")
 
     def _ingest_parts(self, parts: list[Part], work: "_Work") -> None:
+        helper = ParseHelper.checkout() if len(parts) > 1 else None
+        try:
+            self._ingest_each(parts, work, helper)
+        finally:
+            if helper is not None:
+                helper.release()
+
+    def _ingest_each(self, parts: list[Part], work: "_Work", helper: ParseHelper | None) -> None:
         body, failed = work.body, work.failed
-        ahead = _ReadAhead(body, [_in_memory(part) for part in parts]) if len(parts) > 1 else None
+        several = len(parts) > 1
+        ahead = _ReadAhead(body, [_in_memory(part) for part in parts], work.policy, helper) if several else None
         for index, part in enumerate(parts):
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
@@ -215,8 +226,8 @@ class StowView(DicomWebView):
                 failed.append(dicomjson.dataset(FailureReason=OUT_OF_RESOURCES))
                 continue
             if _in_memory(part):
-                data, sha256 = ahead.take(parts, index) if ahead else (part_bytes(body, part), None)
-                self._ingest_in_memory(data, sha256, work)
+                data, sha256, prepared = ahead.take(parts, index) if ahead else (part_bytes(body, part), None, None)
+                self._ingest_in_memory(data, sha256, prepared, work)
                 continue
             try:
                 staged = staged_object_create(
@@ -242,14 +253,16 @@ class StowView(DicomWebView):
                 logger.exception("STOW: staged object %s could not be processed", staged.public_id)
                 failed.append(dicomjson.dataset(FailureReason=PROCESSING_FAILURE))
 
-    def _ingest_in_memory(self, data: bytes, sha256: str | None, work: "_Work") -> None:
+    def _ingest_in_memory(self, data: bytes, sha256: str | None, prepared: Prepared | None, work: "_Work") -> None:
         """An object small enough to hold in memory: processed from there, staged only if kept.
-        ``sha256``: its digest, when it was taken beforehand."""
+        ``sha256``, ``prepared``: its digest, and what a helper process found parsing it, when
+        they were taken beforehand."""
         try:
             work.outcomes.append(
                 received_object_ingest(
                     hospital=self.hospital, source=StagedObject.Source.STOW, data=data, batch_id=work.batch,
                     batch=work.shared, policy=work.policy, expected_study_uid=work.study_uid, sha256=sha256,
+                    prepared=prepared,
                 )
             )  # fmt: skip
         except RedoOneByOne:
@@ -292,27 +305,36 @@ def _in_memory(part: Part) -> bool:
 
 
 class _ReadAhead:
-    """The bytes of the parts ingested from memory, each read one such part ahead of its turn and
-    its SHA-256 taken on a thread meanwhile (``apps.imaging.digests``): at most two parts are held."""
+    """The bytes of the parts ingested from memory, each read one such part ahead of its turn, its
+    SHA-256 taken on a thread (``apps.imaging.digests``) and, but for the first, the object parsed
+    and validated by the helper process (``apps.imaging.parse_pool``) meanwhile: the request
+    parses the first itself while the helper does the second. At most two parts are held."""
 
-    def __init__(self, body: IO[bytes], eligible: list[bool]) -> None:
+    def __init__(
+        self, body: IO[bytes], eligible: list[bool], policy: ValidationPolicy, helper: ParseHelper | None
+    ) -> None:
         self._body = body
+        self._policy = policy
+        self._helper = helper
         order = [index for index, ok in enumerate(eligible) if ok]
+        self._first = order[0] if order else None
         self._after = dict(itertools.pairwise(order))  # part index -> the next such part's
-        self._held: dict[int, tuple[bytes, Future[str]]] = {}
+        self._held: dict[int, tuple[bytes, Future[str], bool]] = {}
 
     def _read(self, parts: list[Part], index: int) -> None:
         if index not in self._held:
             data = part_bytes(self._body, parts[index])
-            self._held[index] = (data, sha256_soon(data))
+            sent = self._helper is not None and index != self._first and self._helper.send(data, self._policy)
+            self._held[index] = (data, sha256_soon(data), sent)
 
-    def take(self, parts: list[Part], index: int) -> tuple[bytes, str]:
-        """Part ``index``'s bytes and digest; the next such part is read and hashed meanwhile."""
+    def take(self, parts: list[Part], index: int) -> tuple[bytes, str, Prepared | None]:
+        """Part ``index``'s bytes, digest and what the helper found parsing it (None: parse it
+        here); the next such part is read, hashed and parsed meanwhile. Parts are taken in order."""
         self._read(parts, index)
         if (following := self._after.get(index)) is not None:
             self._read(parts, following)
-        data, digest = self._held.pop(index)
-        return data, digest.result()
+        data, digest, sent = self._held.pop(index)
+        return data, digest.result(), self._helper.receive() if sent and self._helper else None
 
 
 @dataclass

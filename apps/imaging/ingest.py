@@ -24,7 +24,9 @@ from pydicom.dataset import Dataset
 
 from apps.imaging import metadata
 from apps.imaging.crypto import CryptoIntegrityError
+from apps.imaging.dicom.header import metadata_document
 from apps.imaging.dicom.parse import DicomRejected, parse_part10
+from apps.imaging.dicom.prepare import Prepared
 from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy, validate_instance
 from apps.imaging.indexing import (
     IngestBatch,
@@ -209,6 +211,7 @@ def received_object_ingest(
     policy: ValidationPolicy,
     expected_study_uid: str | None = None,
     sha256: str | None = None,
+    prepared: Prepared | None = None,
 ) -> IngestOutcome:
     """Ingest an object received whole in memory by a request that answers only once it is stored
     (STOW-RS): parse, validate, encrypt, store and index it from memory, and insert its row once, in
@@ -220,7 +223,8 @@ def received_object_ingest(
     the client, which has no answer, sends the object again. What the answer acknowledges is
     durable: the stored object is fsync'd before the transaction commits.
 
-    ``sha256``: the digest of ``data``, when the caller took it already.
+    ``sha256``: the digest of ``data``, when the caller took it already; ``prepared``: what a
+    helper process found parsing and validating ``data`` (``apps.imaging.parse_pool``).
     """
     digest = sha256 or hashlib.sha256(data).hexdigest()
     public_id = uuid.uuid4()
@@ -230,7 +234,7 @@ def received_object_ingest(
         staged = StagedObject(
             hospital=hospital, public_id=public_id, source=source, batch=batch_id, size=len(data), sha256=digest
         )
-        return _process_source(staged, io.BytesIO(data), expected_study_uid, policy, work, data)
+        return _process_source(staged, io.BytesIO(data), expected_study_uid, policy, work, data, prepared)
 
     outcome = _attempted_twice(batch, attempt, before_retry=lambda: None)
     if outcome.parsed is not None:
@@ -312,18 +316,24 @@ def _process_source(
     policy: ValidationPolicy,
     batch: IngestBatch,
     in_memory: bytes | None = None,
+    prepared: Prepared | None = None,
 ) -> IngestOutcome:
-    """``in_memory``: the object's bytes when it was received in memory and has no staged file."""
+    """``in_memory``: the object's bytes when it was received in memory and has no staged file;
+    ``prepared``: these bytes parsed, validated and described already (by a helper process)."""
     hospital = staged.hospital
     # Rows of an object received in memory wait for the flush of a batch that defers them (the
     # row of a staged object exists already, and is updated as it goes).
     defer = in_memory is not None and batch.defer_rows
     try:
-        parsed = parse_part10(source)
-        findings = validate_instance(parsed, policy=policy)
+        if prepared is None:
+            parsed = parse_part10(source)
+            findings = validate_instance(parsed, policy=policy)
+            document = metadata_document(parsed)
+        else:
+            parsed, findings, document = prepared.parsed, list(prepared.findings), prepared.document
         patient = existing_patient(batch, parsed)
         findings += identity_findings(hospital, parsed, patient)
-        sealed_metadata = metadata.seal_metadata(hospital, parsed)
+        sealed_metadata = metadata.seal_document(hospital, document)
     except DicomRejected as rejected:
         return _reject(staged, rejected.code, rejected.message_zh, rejected.message_en, in_memory=in_memory)
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as error:

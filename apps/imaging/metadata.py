@@ -3,37 +3,21 @@
 import json
 from typing import Any
 
-from pydicom.dataset import Dataset
-from pydicom.tag import Tag
-
+from apps.imaging.dicom.header import BULK_DATA_PLACEHOLDER, header_json, metadata_document
 from apps.imaging.dicom.parse import ParsedInstance
 from apps.imaging.keys import field_seal, field_unseal
 from apps.tenants.models import Hospital
 
-# Bulk pixel data is served by WADO-RS, not repeated in the metadata.
-_BULK_TAGS = {Tag(0x7FE0, 0x0010), Tag(0x7FE0, 0x0008), Tag(0x7FE0, 0x0009)}
-_BULK_THRESHOLD = 4096
-BULK_DATA_PLACEHOLDER = "{bulk}"
+__all__ = ["BULK_DATA_PLACEHOLDER", "header_json", "seal_document", "seal_metadata", "unseal_metadata"]
 
 
-def header_json(dataset: Dataset) -> dict[str, Any]:
-    """The dataset as DICOM JSON without pixel data; other large binary values become
-    BulkDataURI placeholders that the WADO-RS layer completes."""
-    header = dataset
-    if any(tag in dataset for tag in _BULK_TAGS):  # a header read with its pixel data
-        header = Dataset()
-        for element in dataset:
-            if element.tag not in _BULK_TAGS:
-                header.add(element)
-    return header.to_json_dict(
-        bulk_data_threshold=_BULK_THRESHOLD, bulk_data_element_handler=lambda element: BULK_DATA_PLACEHOLDER
-    )
+def seal_document(hospital: Hospital, document: str) -> bytes:
+    """Seal a metadata document made by ``apps.imaging.dicom.header.metadata_document``."""
+    return field_seal(hospital, document, field="metadata")
 
 
 def seal_metadata(hospital: Hospital, parsed: ParsedInstance) -> bytes:
-    document = header_json(parsed.dataset)
-    document["00020010"] = {"vr": "UI", "Value": [parsed.transfer_syntax_uid]}
-    return field_seal(hospital, json.dumps(document, ensure_ascii=False, separators=(",", ":")), field="metadata")
+    return seal_document(hospital, metadata_document(parsed))
 
 
 def unseal_metadata(hospital: Hospital, sealed: bytes) -> dict[str, Any]:

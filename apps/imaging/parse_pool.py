@@ -1,0 +1,181 @@
+"""A helper process that parses and validates the objects of a STOW-RS request while the request's
+own process stores and indexes the ones before (apps.imaging.dicom.prepare).
+
+pydicom and the rules are Python code holding the GIL, so a thread would not help; a process does,
+on a second core. Each process that ingests (a gunicorn worker, say) starts one helper on first
+use: ``python -m apps.imaging.dicom.helper``, a fresh interpreter that inherits nothing of the
+worker's threads, connections or keys, and is sent none: it gets an object's bytes and the
+hospital's validation policy, and sends back the parsed facts, the findings and the metadata
+document. The request talks to it directly, without threads of its own, in order: what it sent
+first comes back first.
+
+Nothing depends on the helper: when it is not started yet, is busy with another request, cannot
+parse an object, or fails, the request does the work itself, with the same code.
+"""
+
+import collections
+import fcntl
+import logging
+import os
+import subprocess
+import sys
+import threading
+from multiprocessing.connection import Connection
+
+from django.conf import settings
+
+from apps.imaging.dicom.helper import READY
+from apps.imaging.dicom.prepare import Prepared
+from apps.imaging.dicom.rules import ValidationPolicy
+
+logger = logging.getLogger(__name__)
+
+# How long a request waits for one result before it gives the helper up and does the work itself.
+RESULT_TIMEOUT = 30.0
+# Objects up to the pipe's size are sent (the write then never waits for the helper); larger ones
+# are parsed by the request itself.
+_PIPE_SIZE = 1024 * 1024
+
+
+class _Helper:
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(  # our own module, with this interpreter
+            [sys.executable, "-m", "apps.imaging.dicom.helper"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=settings.BASE_DIR,
+        )
+        assert self.process.stdin is not None and self.process.stdout is not None
+        try:
+            fcntl.fcntl(self.process.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+            self.max_size = _PIPE_SIZE - 4096  # room for the message's own framing
+        except OSError:
+            self.max_size = 0  # a pipe of the default size: nothing is sent
+        self.requests = Connection(os.dup(self.process.stdin.fileno()), readable=False)
+        self.results = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        self.process.stdin.close()
+        self.process.stdout.close()
+        self.ready = False
+        self.sent = 0  # numbers the requests: each result names the one it answers
+        self.outstanding: collections.deque[int] = collections.deque()
+        self.in_use = threading.Lock()
+
+    def is_ready(self) -> bool:
+        """Whether it has started (it says so once its imports are done: a second or so)."""
+        if not self.ready and self.results.poll(0):
+            self.ready = self.results.recv() == READY
+        return self.ready
+
+    def close(self) -> None:
+        for connection in (self.requests, self.results):
+            connection.close()
+        self.process.kill()
+        self.process.wait()
+
+
+_helper: _Helper | None = None
+_helper_pid = 0
+_lock = threading.Lock()
+
+
+def _forget(helper: _Helper) -> None:
+    global _helper
+    with _lock:
+        if _helper is helper:
+            _helper = None
+    helper.close()
+
+
+def _started() -> "_Helper | None":
+    """The process's helper, started if it has none (or only one inherited through a fork)."""
+    global _helper, _helper_pid
+    if settings.STOW_PARSE_PROCESSES <= 0:
+        return None
+    with _lock:
+        if _helper is None or _helper_pid != os.getpid():
+            try:
+                _helper, _helper_pid = _Helper(), os.getpid()
+            except OSError as error:
+                logger.warning("STOW: the parse helper could not start (errno %s)", error.errno)
+                return None
+        return _helper
+
+
+def start_helper() -> None:
+    """Start the process's helper ahead of its first use (a web worker, as it starts)."""
+    _started()
+
+
+class ParseHelper:
+    """The process's helper, held by one request at a time (``checkout``, then ``release``)."""
+
+    def __init__(self, helper: _Helper) -> None:
+        self._helper: _Helper | None = helper
+
+    @classmethod
+    def checkout(cls) -> "ParseHelper | None":
+        """The helper for this request, or None (none configured, starting, or in use)."""
+        helper = _started()
+        if helper is None or not helper.in_use.acquire(blocking=False):
+            return None
+        try:
+            if helper.process.poll() is not None:  # it ended: the next request starts another
+                raise EOFError
+            if helper.is_ready():
+                return cls(helper)
+        except (EOFError, OSError):
+            logger.warning("STOW: the parse helper stopped; starting another")
+            _forget(helper)
+        helper.in_use.release()
+        return None
+
+    def send(self, data: bytes, policy: ValidationPolicy) -> bool:
+        """Send an object to be prepared; False if it is not taken (then prepare it yourself)."""
+        helper = self._helper
+        if helper is None or len(data) > helper.max_size:
+            return False
+        helper.sent += 1
+        try:
+            helper.requests.send((helper.sent, data, policy))
+        except Exception as error:  # noqa: BLE001 - ended, or a message that cannot be written
+            self._give_up(f"stopped ({type(error).__name__})")
+            return False
+        helper.outstanding.append(helper.sent)
+        return True
+
+    def receive(self) -> Prepared | None:
+        """The result for the oldest object sent, or None: prepare it yourself (the helper could
+        not parse it, or failed; then it is given up and the rest comes back None too)."""
+        helper = self._helper
+        if helper is None:
+            return None
+        try:
+            if not helper.results.poll(RESULT_TIMEOUT):
+                self._give_up(f"did not answer within {RESULT_TIMEOUT:.0f} s")
+                return None
+            number, result = helper.results.recv()
+        except Exception as error:  # noqa: BLE001 - ended, or a message that cannot be read
+            self._give_up(f"stopped ({type(error).__name__})")
+            return None
+        if number != helper.outstanding.popleft():
+            self._give_up("answered out of order")  # never seen; but a result must not go astray
+            return None
+        return result if isinstance(result, Prepared) else None
+
+    def release(self) -> None:
+        """Let the helper go to the next request, once the results of this one are read."""
+        helper = self._helper
+        if helper is None:
+            return
+        while helper.outstanding and self._helper is not None:
+            self.receive()
+        if self._helper is not None:
+            self._helper = None
+            helper.in_use.release()
+
+    def _give_up(self, why: str) -> None:
+        helper, self._helper = self._helper, None
+        if helper is not None:
+            logger.warning("STOW: the parse helper %s; starting another", why)
+            _forget(helper)
+            helper.in_use.release()

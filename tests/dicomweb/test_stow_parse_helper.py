@@ -1,0 +1,212 @@
+"""The STOW-RS parse helper (apps.imaging.parse_pool): a process of its own that parses and validates
+the objects of a request while the request stores the ones before. Whatever it does, what is stored
+is what the request would have stored by itself."""
+
+import io
+import json
+import os
+import signal
+import time
+
+import pytest
+from pydicom import dcmread
+from pydicom.uid import generate_uid
+
+from apps.dicomweb import stow as stow_module
+from apps.imaging import ingest, parse_pool
+from apps.imaging.dicom.header import metadata_document
+from apps.imaging.dicom.parse import parse_part10
+from apps.imaging.metadata import unseal_metadata
+from apps.imaging.models import Instance, StagedObject, ValidationFinding
+from apps.tenants.context import hospital_context
+from tests.dicomweb.helpers import stow, token_for
+from tests.imaging.dicom_factory import make_ct_series, make_ct_slice
+
+pytestmark = pytest.mark.django_db
+
+
+def _ready_helper() -> parse_pool._Helper:
+    """The test process's helper, started and answering."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        helper = parse_pool._started()
+        assert helper is not None
+        if helper.process.poll() is None and helper.is_ready():
+            return helper
+        time.sleep(0.05)
+    raise AssertionError("the parse helper did not start")
+
+
+@pytest.fixture
+def first(world, local_storage, settings):
+    settings.STOW_PARSE_PROCESSES = 1
+    return world.first.hospital, token_for(world.first.hospital)
+
+
+@pytest.fixture
+def parsed_here(monkeypatch):
+    """The objects the request parsed itself (SOP Instance UIDs), rather than the helper."""
+    uids: list[str] = []
+    parse = ingest.parse_part10
+
+    def counting(source):
+        parsed = parse(source)
+        uids.append(parsed.sop_instance_uid)
+        return parsed
+
+    monkeypatch.setattr(ingest, "parse_part10", counting)
+    return uids
+
+
+def _stored(hospital) -> dict[str, tuple[dict, list[str]]]:
+    """Per SOP Instance UID: the unsealed metadata and the finding codes."""
+    with hospital_context(hospital):
+        return {
+            instance.sop_instance_uid: (
+                unseal_metadata(hospital, bytes(instance.metadata_sealed)),
+                sorted(ValidationFinding.objects.filter(instance=instance).values_list("code", flat=True)),
+            )
+            for instance in Instance.objects.all()
+        }
+
+
+def test_the_helper_parses_all_but_the_first_object_and_the_result_is_the_same(client, first, parsed_here):
+    hospital, token = first
+    _ready_helper()
+    # Another institution name: every object carries a finding (INSTITUTION_MISMATCH) to compare.
+    blobs = make_ct_series(6, PatientID="HELPER01", InstitutionName="ELSEWHERE")
+    response = stow(client, "first", token, blobs)
+    assert response.status_code == 202  # stored, with the warning
+    first_uid = dcmread(io.BytesIO(blobs[0])).SOPInstanceUID
+    assert parsed_here == [first_uid]
+    stored = _stored(hospital)
+    assert len(stored) == 6
+    for blob in blobs:
+        parsed = parse_part10(io.BytesIO(blob))
+        metadata, codes = stored[parsed.sop_instance_uid]
+        assert metadata == json.loads(metadata_document(parsed))
+        assert codes == ["INSTITUTION_MISMATCH"]
+
+
+def test_without_the_helper_the_request_stores_the_same(client, first, settings, parsed_here):
+    hospital, token = first
+    settings.STOW_PARSE_PROCESSES = 0
+    blobs = make_ct_series(3, PatientID="HELPER02", InstitutionName="ELSEWHERE")
+    assert stow(client, "first", token, blobs).status_code == 202
+    assert len(parsed_here) == 3
+    stored = _stored(hospital)
+    for blob in blobs:
+        parsed = parse_part10(io.BytesIO(blob))
+        assert stored[parsed.sop_instance_uid] == (json.loads(metadata_document(parsed)), ["INSTITUTION_MISMATCH"])
+
+
+def test_an_object_the_helper_cannot_parse_is_refused_by_the_request_as_always(client, first, parsed_here):
+    hospital, token = first
+    helper = _ready_helper()
+    blobs = make_ct_series(3, PatientID="HELPER03")
+    truncated = blobs[1][:300]
+    response = stow(client, "first", token, [blobs[0], truncated, blobs[2]])
+    assert response.status_code == 202
+    failed = response.json()["00081198"]["Value"]
+    assert [item["00081197"]["Value"] for item in failed] == [[0xC000]]
+    # The request parsed the first object, and the truncated one again to find out why.
+    assert len(parsed_here) == 1
+    with hospital_context(hospital):
+        assert Instance.objects.count() == 2
+        assert StagedObject.objects.get(status=StagedObject.Status.REJECTED).error_code.startswith("DICOM_")
+    assert parse_pool._started() is helper and helper.process.poll() is None  # still the same helper
+
+
+def test_a_helper_that_dies_mid_request_costs_nothing_but_time(client, first, monkeypatch, caplog):
+    hospital, token = first
+    helper = _ready_helper()
+    send = parse_pool.ParseHelper.send
+    sent = []
+
+    def killing(self, data, policy):
+        sent.append(1)
+        if len(sent) == 3:
+            os.kill(helper.process.pid, signal.SIGKILL)
+            helper.process.wait()
+        return send(self, data, policy)
+
+    monkeypatch.setattr(parse_pool.ParseHelper, "send", killing)
+    blobs = make_ct_series(6, PatientID="HELPER04")
+    assert stow(client, "first", token, blobs).status_code == 200
+    assert "the parse helper stopped" in caplog.text
+    assert len(_stored(hospital)) == 6
+    # The next request starts another helper.
+    replacement = _ready_helper()
+    assert replacement is not helper and replacement.process.pid != helper.process.pid
+
+
+def test_a_redone_request_gets_its_own_results_back(client, first, local_storage, parsed_here):
+    """One UID twice with different bytes: the request is redone one object at a time, after the
+    helper had been sent parts of the first attempt. Each object still gets its own metadata."""
+    hospital, token = first
+    _ready_helper()
+    uid = generate_uid()
+    series = make_ct_series(4, PatientID="HELPER05")
+    study_uid = dcmread(io.BytesIO(series[0])).StudyInstanceUID
+    changed = make_ct_slice(SOPInstanceUID=uid, StudyInstanceUID=study_uid, PatientID="HELPER05", ImageComments="x")
+    original = make_ct_slice(SOPInstanceUID=uid, StudyInstanceUID=study_uid, PatientID="HELPER05")
+    response = stow(client, "first", token, [*series[:2], original, changed, *series[2:]])
+    assert response.status_code == 202
+    stored = _stored(hospital)
+    assert len(stored) == 5
+    for blob in [*series, original]:
+        parsed = parse_part10(io.BytesIO(blob))
+        assert stored[parsed.sop_instance_uid][0] == json.loads(metadata_document(parsed))
+
+
+def test_results_out_of_order_are_never_used(client, first, monkeypatch, caplog):
+    """Each result names the request it answers; one that does not match is not used (simulated)."""
+    hospital, token = first
+    helper = _ready_helper()
+    real_send = parse_pool.ParseHelper.send
+
+    def numbering_wrongly(self, data, policy):
+        taken = real_send(self, data, policy)
+        if taken:
+            helper.outstanding[-1] += 1000  # the request's own idea of the number, now wrong
+        return taken
+
+    monkeypatch.setattr(parse_pool.ParseHelper, "send", numbering_wrongly)
+    blobs = make_ct_series(4, PatientID="HELPER06")
+    assert stow(client, "first", token, blobs).status_code == 200
+    assert "answered out of order" in caplog.text
+    stored = _stored(hospital)
+    for blob in blobs:
+        parsed = parse_part10(io.BytesIO(blob))
+        assert stored[parsed.sop_instance_uid][0] == json.loads(metadata_document(parsed))
+
+
+def test_no_helper_is_started_when_none_is_configured(settings, monkeypatch):
+    settings.STOW_PARSE_PROCESSES = 0
+    monkeypatch.setattr(parse_pool, "_helper", None)
+    parse_pool.start_helper()
+    assert parse_pool._helper is None
+    assert parse_pool.ParseHelper.checkout() is None
+
+
+def test_the_helper_is_sent_bytes_and_a_policy_only(first, monkeypatch):
+    """No key, no connection, no hospital object crosses to the helper."""
+    helper = _ready_helper()
+    messages = []
+    real = helper.requests.send
+
+    def recording(message):
+        messages.append(message)
+        real(message)
+
+    monkeypatch.setattr(helper.requests, "send", recording)
+    checked_out = parse_pool.ParseHelper.checkout()
+    assert checked_out is not None
+    try:
+        policy = stow_module.validation_policy(first[0])
+        assert checked_out.send(make_ct_slice(PatientID="HELPER07"), policy)
+        assert checked_out.receive() is not None
+    finally:
+        checked_out.release()
+    [(number, data, sent_policy)] = messages
+    assert isinstance(number, int) and isinstance(data, bytes) and sent_policy == policy
