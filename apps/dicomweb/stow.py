@@ -329,12 +329,14 @@ class _ReadAhead:
 
     def take(self, parts: list[Part], index: int) -> tuple[bytes, str, Prepared | None]:
         """Part ``index``'s bytes, digest and what the helper found parsing it (None: parse it
-        here); the next such part is read, hashed and parsed meanwhile. Parts are taken in order."""
+        here); the next such part is read, hashed and parsed meanwhile. Parts are taken in order.
+        The helper's result for this part is read before the next part is sent to it."""
         self._read(parts, index)
+        data, digest, sent = self._held.pop(index)
+        prepared = self._helper.receive() if sent and self._helper else None
         if (following := self._after.get(index)) is not None:
             self._read(parts, following)
-        data, digest, sent = self._held.pop(index)
-        return data, digest.result(), self._helper.receive() if sent and self._helper else None
+        return data, digest.result(), prepared
 
 
 @dataclass

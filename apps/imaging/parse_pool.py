@@ -2,18 +2,20 @@
 own process stores and indexes the ones before (apps.imaging.dicom.prepare).
 
 pydicom and the rules are Python code holding the GIL, so a thread would not help; a process does,
-on a second core. Each process that ingests (a gunicorn worker, say) starts one helper on first
-use: ``python -m apps.imaging.dicom.helper``, a fresh interpreter that inherits nothing of the
-worker's threads, connections or keys, and is sent none: it gets an object's bytes and the
-hospital's validation policy, and sends back the parsed facts, the findings and the metadata
-document. The request talks to it directly, without threads of its own, in order: what it sent
-first comes back first.
+on a second core. Each web worker starts one helper as it starts (config/wsgi.py), or on first
+use: ``python -m apps.imaging.dicom.helper``, a fresh interpreter with an environment of its own
+(no key, password or database address in it) that inherits nothing of the worker's threads and
+connections. It is sent an object's bytes and the hospital's validation policy, and sends back the
+parsed facts, the findings and the metadata document. The request talks to it directly, without
+threads of its own, one object at a time: it sends the next object only once it has read the
+result of the last, so neither side ever waits on the other's full pipe.
 
 Nothing depends on the helper: when it is not started yet, is busy with another request, cannot
 parse an object, or fails, the request does the work itself, with the same code.
 """
 
 import collections
+import contextlib
 import fcntl
 import logging
 import os
@@ -30,11 +32,13 @@ from apps.imaging.dicom.rules import ValidationPolicy
 
 logger = logging.getLogger(__name__)
 
-# How long a request waits for one result before it gives the helper up and does the work itself.
-RESULT_TIMEOUT = 30.0
-# Objects up to the pipe's size are sent (the write then never waits for the helper); larger ones
-# are parsed by the request itself.
+# How long a request waits for one result before it gives the helper up and does the work itself
+# (well under a worker's timeout: parsing a header takes milliseconds).
+RESULT_TIMEOUT = 10.0
+# Pipes this large take a CT or MR slice in one write.
 _PIPE_SIZE = 1024 * 1024
+# What the helper's environment keeps of the worker's: nothing secret.
+_HELPER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "TMPDIR")
 
 
 class _Helper:
@@ -44,20 +48,20 @@ class _Helper:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             cwd=settings.BASE_DIR,
+            env={name: os.environ[name] for name in _HELPER_ENVIRONMENT if name in os.environ},
         )
-        assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            fcntl.fcntl(self.process.stdin.fileno(), fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
-            self.max_size = _PIPE_SIZE - 4096  # room for the message's own framing
-        except OSError:
-            self.max_size = 0  # a pipe of the default size: nothing is sent
-        self.requests = Connection(os.dup(self.process.stdin.fileno()), readable=False)
-        self.results = Connection(os.dup(self.process.stdout.fileno()), writable=False)
-        self.process.stdin.close()
-        self.process.stdout.close()
+            assert self.process.stdin is not None and self.process.stdout is not None
+            for pipe in (self.process.stdin, self.process.stdout):
+                _enlarge(pipe.fileno())
+            self.requests = Connection(os.dup(self.process.stdin.fileno()), readable=False)
+            self.results = Connection(os.dup(self.process.stdout.fileno()), writable=False)
+        finally:
+            self.process.stdin.close()  # type: ignore[union-attr]
+            self.process.stdout.close()  # type: ignore[union-attr]
         self.ready = False
         self.sent = 0  # numbers the requests: each result names the one it answers
-        self.outstanding: collections.deque[int] = collections.deque()
+        self.outstanding: collections.deque[tuple[int, int]] = collections.deque()  # (number, size)
         self.in_use = threading.Lock()
 
     def is_ready(self) -> bool:
@@ -67,10 +71,19 @@ class _Helper:
         return self.ready
 
     def close(self) -> None:
-        for connection in (self.requests, self.results):
-            connection.close()
+        for name in ("requests", "results"):
+            if (connection := getattr(self, name, None)) is not None:
+                connection.close()
         self.process.kill()
         self.process.wait()
+
+
+def _enlarge(descriptor: int) -> None:
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only; elsewhere pipes stay as they are
+    if set_size is not None:
+        # Over the system's limit, the pipe stays as it is: a large object's write takes a few turns.
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(descriptor, set_size, _PIPE_SIZE)
 
 
 _helper: _Helper | None = None
@@ -78,15 +91,7 @@ _helper_pid = 0
 _lock = threading.Lock()
 
 
-def _forget(helper: _Helper) -> None:
-    global _helper
-    with _lock:
-        if _helper is helper:
-            _helper = None
-    helper.close()
-
-
-def _started() -> "_Helper | None":
+def _started() -> _Helper | None:
     """The process's helper, started if it has none (or only one inherited through a fork)."""
     global _helper, _helper_pid
     if settings.STOW_PARSE_PROCESSES <= 0:
@@ -95,8 +100,8 @@ def _started() -> "_Helper | None":
         if _helper is None or _helper_pid != os.getpid():
             try:
                 _helper, _helper_pid = _Helper(), os.getpid()
-            except OSError as error:
-                logger.warning("STOW: the parse helper could not start (errno %s)", error.errno)
+            except Exception as error:  # noqa: BLE001 - the requests do the work themselves
+                logger.warning("STOW: the parse helper could not start (%s)", type(error).__name__)
                 return None
         return _helper
 
@@ -104,6 +109,14 @@ def _started() -> "_Helper | None":
 def start_helper() -> None:
     """Start the process's helper ahead of its first use (a web worker, as it starts)."""
     _started()
+
+
+def _forget(helper: _Helper) -> None:
+    global _helper
+    with _lock:
+        if _helper is helper:
+            _helper = None
+    helper.close()
 
 
 class ParseHelper:
@@ -119,20 +132,22 @@ class ParseHelper:
         if helper is None or not helper.in_use.acquire(blocking=False):
             return None
         try:
-            if helper.process.poll() is not None:  # it ended: the next request starts another
-                raise EOFError
-            if helper.is_ready():
+            if helper.process.poll() is None and helper.is_ready():
                 return cls(helper)
-        except (EOFError, OSError):
-            logger.warning("STOW: the parse helper stopped; starting another")
+            if helper.process.poll() is not None:  # it ended: the next request starts another
+                logger.warning("STOW: the parse helper stopped; starting another")
+                _forget(helper)
+        except Exception as error:  # noqa: BLE001 - ended, or said something else than it should
+            logger.warning("STOW: the parse helper failed to start (%s); starting another", type(error).__name__)
             _forget(helper)
         helper.in_use.release()
         return None
 
     def send(self, data: bytes, policy: ValidationPolicy) -> bool:
-        """Send an object to be prepared; False if it is not taken (then prepare it yourself)."""
+        """Send an object to be prepared; False if it is not taken (then prepare it yourself).
+        Only one object is out at a time."""
         helper = self._helper
-        if helper is None or len(data) > helper.max_size:
+        if helper is None or helper.outstanding:
             return False
         helper.sent += 1
         try:
@@ -140,34 +155,35 @@ class ParseHelper:
         except Exception as error:  # noqa: BLE001 - ended, or a message that cannot be written
             self._give_up(f"stopped ({type(error).__name__})")
             return False
-        helper.outstanding.append(helper.sent)
+        helper.outstanding.append((helper.sent, len(data)))
         return True
 
     def receive(self) -> Prepared | None:
-        """The result for the oldest object sent, or None: prepare it yourself (the helper could
-        not parse it, or failed; then it is given up and the rest comes back None too)."""
+        """The result for the object sent, or None: prepare it yourself (the helper could not parse
+        it, or failed; then it is given up, and the rest of the request goes without it)."""
         helper = self._helper
-        if helper is None:
+        if helper is None or not helper.outstanding:
             return None
         try:
             if not helper.results.poll(RESULT_TIMEOUT):
                 self._give_up(f"did not answer within {RESULT_TIMEOUT:.0f} s")
                 return None
-            number, result = helper.results.recv()
+            answer = helper.results.recv()
         except Exception as error:  # noqa: BLE001 - ended, or a message that cannot be read
             self._give_up(f"stopped ({type(error).__name__})")
             return None
-        if number != helper.outstanding.popleft():
+        if answer[:2] != helper.outstanding.popleft():
             self._give_up("answered out of order")  # never seen; but a result must not go astray
             return None
+        result = answer[2]
         return result if isinstance(result, Prepared) else None
 
     def release(self) -> None:
-        """Let the helper go to the next request, once the results of this one are read."""
+        """Let the helper go to the next request, once the result of this one is read."""
         helper = self._helper
         if helper is None:
             return
-        while helper.outstanding and self._helper is not None:
+        if helper.outstanding:
             self.receive()
         if self._helper is not None:
             self._helper = None

@@ -26,3 +26,6 @@ STAGING_DIR = VAR_DIR / "staging"
 # client keeping its connection alive would otherwise hold one open into the test database's
 # teardown (DROP DATABASE refuses while a session is connected).
 DATABASES["default"]["CONN_MAX_AGE"] = 0  # noqa: F405
+# No STOW-RS parse helper unless a test asks for one (tests/dicomweb/test_stow_parse_helper.py):
+# whether a request used it would otherwise depend on the order and timing of the tests.
+STOW_PARSE_PROCESSES = 0

@@ -24,7 +24,8 @@ def serve(requests: Connection, results: Connection) -> None:
             number, data, policy = requests.recv()
         except EOFError:
             return
-        results.send((number, prepare_or_none(data, policy)))
+        # The object's size beside its number: the request checks both before it uses the result.
+        results.send((number, len(data), prepare_or_none(data, policy)))
 
 
 def main() -> None:
