@@ -1,6 +1,8 @@
 """Files that are either whole and on the disk, or absent: written under a temporary name, fsync'd,
 moved into place, and the directory fsync'd so the move survives a power cut too (as do directories
-made for it on the way)."""
+made for it on the way). A new file that nothing names until it is synced (a stored object, named
+by the row committed after) is written under its own name instead: one journal commit and two
+directory changes fewer, and a crash half-way leaves an orphan that ``archive_sweep`` removes."""
 
 import os
 import re
@@ -37,21 +39,26 @@ PARTIAL_NAME = re.compile(r"^(?P<name>.+)\.[0-9a-f]{12}\.part$")
 def write_durably(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> int:
     """Write ``pieces`` to ``path`` durably and return the number of bytes written.
 
-    ``new``: the path must not exist yet (object keys are never reused); the file is linked into
-    place, which fails rather than replaces. Anything raised while the pieces are produced or
-    written removes this call's temporary file and propagates.
+    ``new``: the path must not exist yet (object keys are never reused; FileExistsError if it
+    does). Such a file is written under its own name at once, never replacing anything: until it
+    is synced nothing names it (an object is named by the row committed after), and a crash
+    half-way leaves an orphan for ``archive_sweep``. Otherwise the file is written under a
+    temporary name and moved into place, so that readers of ``path`` see the old file or the new
+    one, whole. Anything raised while the pieces are produced or written removes this call's file
+    and propagates.
     """
-    partial, descriptor, size = _write_partial(path, pieces)
+    partial, descriptor, size = _write_partial(path, pieces, new=new)
     _sync_into_place(partial, descriptor, path, new)
     return size
 
 
-def _write_partial(path: Path, pieces: Iterable[bytes]) -> tuple[Path, int, int]:
-    """Write ``pieces`` to a temporary file beside ``path``; return it, an open descriptor of it
-    (for its fsync: one that saw the writes, so that a write-back error is reported there) and its size."""
+def _write_partial(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> tuple[Path, int, int]:
+    """Write ``pieces`` to the file they will be synced in (``path`` itself if ``new``, else a
+    temporary file beside it); return it, an open descriptor of it (for its fsync: one that saw
+    the writes, so that a write-back error is reported there) and its size."""
     _make_directories(path.parent)
     # A name of this call's own: a crashed writer's leftover is never taken over or removed here.
-    partial = path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.part")
+    partial = path if new else path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.part")
     size = 0
     with open(partial, "xb") as handle:
         try:
@@ -67,7 +74,8 @@ def _write_partial(path: Path, pieces: Iterable[bytes]) -> tuple[Path, int, int]
 
 
 def _sync_into_place(partial: Path, descriptor: int, path: Path, new: bool) -> None:
-    """fsync the written file, move it into place and fsync its directory; closes ``descriptor``."""
+    """fsync the written file, move it into place (unless it was written there) and fsync its
+    directory; closes ``descriptor``. On failure the file written is removed."""
     try:
         os.fsync(descriptor)
     except BaseException:
@@ -75,11 +83,15 @@ def _sync_into_place(partial: Path, descriptor: int, path: Path, new: bool) -> N
         raise
     finally:
         os.close(descriptor)
+    if new:
+        try:
+            _fsync_path(path.parent)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        return
     try:
-        if new:
-            os.link(partial, path)  # FileExistsError if the name is taken: never overwritten
-        else:
-            os.replace(partial, path)
+        os.replace(partial, path)
         _fsync_path(path.parent)
     finally:
         partial.unlink(missing_ok=True)
@@ -137,7 +149,7 @@ class DeferredWrites:
         slot = _in_flight
         slot.acquire()
         try:
-            partial, descriptor, size = _write_partial(path, pieces)
+            partial, descriptor, size = _write_partial(path, pieces, new=new)
         except BaseException:
             slot.release()
             raise

@@ -313,13 +313,13 @@ def test_a_stored_object_is_fsynced_with_its_directories_before_put_returns(loca
     stored = object_put(hospital_key=hospital_key, source=io.BytesIO(b"dicom bytes"), size=11)
     path = os.path.join(local_storage.location, stored.key)
     directory = os.path.dirname(path)
-    # The directories made for it (each in its parent), the file under its temporary name, and
-    # last the directory it was moved into.
-    files = [entry for entry in synced if entry.startswith(path + ".") and entry.endswith(".part")]
-    assert len(files) == 1
-    assert synced.index(os.path.dirname(directory)) < synced.index(files[0])
+    # The directories made for it (each in its parent), the file (written under its own name: a
+    # new object replaces nothing, and nothing names it before the row commits), and last the
+    # directory that holds it.
+    assert synced.count(path) == 1
+    assert synced.index(os.path.dirname(directory)) < synced.index(path) < synced.index(directory)
     assert synced[-1] == directory
-    assert os.path.exists(path) and not [n for n in os.listdir(directory) if n.endswith(".part")]
+    assert os.listdir(directory) == [os.path.basename(path)]
 
 
 def test_an_object_key_is_never_overwritten(local_storage, hospital_key, monkeypatch):
