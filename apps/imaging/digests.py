@@ -5,29 +5,11 @@ the digest of the next object is ready by the time the caller, busy parsing this
 """
 
 import hashlib
-import os
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+from apps.imaging.threadpool import ProcessThreadPool
 
-
-def _digest_pool() -> ThreadPoolExecutor:
-    global _pool  # one thread per process, started on first use
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sha256")
-        return _pool
-
-
-def _forget_pool_after_fork() -> None:
-    # A forked child (a Celery or gunicorn worker) inherits the pool without its thread.
-    global _pool, _pool_lock
-    _pool, _pool_lock = None, threading.Lock()
-
-
-os.register_at_fork(after_in_child=_forget_pool_after_fork)
+_pool = ProcessThreadPool(1, "sha256")
 
 
 def _hexdigest(data: bytes) -> str:
@@ -36,4 +18,4 @@ def _hexdigest(data: bytes) -> str:
 
 def sha256_soon(data: bytes) -> "Future[str]":
     """The hex SHA-256 of ``data``, taken on the digest thread."""
-    return _digest_pool().submit(_hexdigest, data)
+    return _pool.get().submit(_hexdigest, data)

@@ -9,8 +9,10 @@ import re
 import threading
 import uuid
 from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from pathlib import Path
+
+from apps.imaging.threadpool import ProcessThreadPool
 
 
 def _fsync_path(path: Path) -> None:
@@ -97,31 +99,21 @@ def _sync_into_place(partial: Path, descriptor: int, path: Path, new: bool) -> N
         partial.unlink(missing_ok=True)
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
 # fsync waits on the disk with the GIL released: a few at once let the journal commit them together.
-_SYNC_THREADS = 4
+_sync_pool = ProcessThreadPool(4, "durable-sync")
 # Files written and not yet synced, per process: each holds a descriptor, and a writer that gets
 # this far ahead of the disk waits.
 _IN_FLIGHT = 64
 _in_flight = threading.BoundedSemaphore(_IN_FLIGHT)
 
 
-def _sync_pool() -> ThreadPoolExecutor:
-    global _pool  # one pool per process, made on first use
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=_SYNC_THREADS, thread_name_prefix="durable-sync")
-        return _pool
+def _forget_slots_after_fork() -> None:
+    # A forked child starts with none in flight.
+    global _in_flight
+    _in_flight = threading.BoundedSemaphore(_IN_FLIGHT)
 
 
-def _forget_pool_after_fork() -> None:
-    # A forked child (a Celery or gunicorn worker) inherits the pool without its threads.
-    global _pool, _pool_lock, _in_flight
-    _pool, _pool_lock, _in_flight = None, threading.Lock(), threading.BoundedSemaphore(_IN_FLIGHT)
-
-
-os.register_at_fork(after_in_child=_forget_pool_after_fork)
+os.register_at_fork(after_in_child=_forget_slots_after_fork)
 
 
 def _sync_in_flight(partial: Path, descriptor: int, path: Path, new: bool, slot: threading.BoundedSemaphore) -> None:
@@ -154,7 +146,7 @@ class DeferredWrites:
             slot.release()
             raise
         try:
-            future = _sync_pool().submit(_sync_in_flight, partial, descriptor, path, new, slot)
+            future = _sync_pool.get().submit(_sync_in_flight, partial, descriptor, path, new, slot)
         except BaseException:
             os.close(descriptor)
             partial.unlink(missing_ok=True)

@@ -3,12 +3,12 @@
 import json
 from typing import Any
 
-from apps.imaging.dicom.header import BULK_DATA_PLACEHOLDER, header_json, metadata_document
+from apps.imaging.dicom.header import BULK_DATA_PLACEHOLDER, metadata_document
 from apps.imaging.dicom.parse import ParsedInstance
 from apps.imaging.keys import field_seal, field_unseal
 from apps.tenants.models import Hospital
 
-__all__ = ["BULK_DATA_PLACEHOLDER", "header_json", "seal_document", "seal_metadata", "unseal_metadata"]
+__all__ = ["BULK_DATA_PLACEHOLDER", "seal_document", "seal_metadata", "unseal_metadata"]
 
 
 def seal_document(hospital: Hospital, document: str) -> bytes:

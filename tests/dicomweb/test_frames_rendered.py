@@ -36,11 +36,6 @@ pytestmark = pytest.mark.django_db
 OCTET_STREAM_PARTS = 'multipart/related; type="application/octet-stream"'
 
 
-@pytest.fixture
-def token(world, local_storage):
-    return token_for(world.first.hospital)
-
-
 def _frames(response) -> list[bytes]:
     assert response.status_code == 200, getattr(response, "content", b"")
     return read_multipart(b"".join(response.streaming_content), response["Content-Type"])

@@ -27,11 +27,6 @@ from tests.imaging.dicom_factory import make_instance
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def token(world, local_storage):
-    return token_for(world.first.hospital)
-
-
 def _study(client, token) -> tuple[str, str, list[str]]:
     """A study of two series: three CT slices (instance numbers 3, 1, 2, stored in that order) with
     distinct pixel values, and one more slice. Returns the study URL, the first series' URL and the

@@ -7,8 +7,8 @@ import warnings
 import pytest
 from pydicom import dcmread
 
+from apps.imaging.dicom.header import header_json
 from apps.imaging.dicom.parse import parse_part10
-from apps.imaging.metadata import header_json
 from tests.imaging.dicom_factory import make_instance, to_part10_bytes
 
 MARKER = "SECRET-NAME"
