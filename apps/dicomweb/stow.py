@@ -6,7 +6,6 @@ Retry-After): the storage failed to make the objects durable, and nothing of the
 """
 
 import contextlib
-import itertools
 import json
 import logging
 import uuid
@@ -207,17 +206,17 @@ class StowView(DicomWebView):
         raise AssertionError("unreachable")
 
     def _ingest_parts(self, parts: list[Part], work: "_Work") -> None:
-        helper = ParseHelper.checkout() if len(parts) > 1 else None
+        helpers = ParseHelper.checkout() if len(parts) > 1 else []
         try:
-            self._ingest_each(parts, work, helper)
+            self._ingest_each(parts, work, helpers)
         finally:
-            if helper is not None:
+            for helper in helpers:
                 helper.release()
 
-    def _ingest_each(self, parts: list[Part], work: "_Work", helper: ParseHelper | None) -> None:
+    def _ingest_each(self, parts: list[Part], work: "_Work", helpers: list[ParseHelper]) -> None:
         body, failed = work.body, work.failed
         several = len(parts) > 1
-        ahead = _ReadAhead(body, [_in_memory(part) for part in parts], work.policy, helper) if several else None
+        ahead = _ReadAhead(body, [_in_memory(part) for part in parts], work.policy, helpers) if several else None
         for index, part in enumerate(parts):
             if part.content_type != "application/dicom":
                 failed.append(dicomjson.dataset(FailureReason=CANNOT_UNDERSTAND))
@@ -305,37 +304,44 @@ def _in_memory(part: Part) -> bool:
 
 
 class _ReadAhead:
-    """The bytes of the parts ingested from memory, each read one such part ahead of its turn, its
-    SHA-256 taken on a thread (``apps.imaging.digests``) and, but for the first, the object parsed
-    and validated by the helper process (``apps.imaging.parse_pool``) meanwhile: the request
-    parses the first itself while the helper does the second. At most two parts are held."""
+    """The bytes of the parts ingested from memory, read ahead of their turn, each one's SHA-256
+    taken on a thread (``apps.imaging.digests``) and, but for the first, the object parsed and
+    validated by a helper process (``apps.imaging.parse_pool``) meanwhile: the request parses the
+    first itself while its helpers do the next ones, in turn. With n helpers, n + 1 parts are held
+    at most (two without any)."""
 
     def __init__(
-        self, body: IO[bytes], eligible: list[bool], policy: ValidationPolicy, helper: ParseHelper | None
+        self, body: IO[bytes], eligible: list[bool], policy: ValidationPolicy, helpers: list[ParseHelper]
     ) -> None:
         self._body = body
         self._policy = policy
-        self._helper = helper
-        order = [index for index, ok in enumerate(eligible) if ok]
-        self._first = order[0] if order else None
-        self._after = dict(itertools.pairwise(order))  # part index -> the next such part's
-        self._held: dict[int, tuple[bytes, Future[str], bool]] = {}
+        self._helpers = helpers
+        self._order = [index for index, ok in enumerate(eligible) if ok]
+        self._position = {index: number for number, index in enumerate(self._order)}
+        self._depth = max(len(helpers), 1)  # parts read before the one taken is handed out
+        self._held: dict[int, tuple[bytes, Future[str], ParseHelper | None]] = {}
 
-    def _read(self, parts: list[Part], index: int) -> None:
-        if index not in self._held:
-            data = part_bytes(self._body, parts[index])
-            sent = self._helper is not None and index != self._first and self._helper.send(data, self._policy)
-            self._held[index] = (data, sha256_soon(data), sent)
+    def _read(self, parts: list[Part], number: int) -> None:
+        """Read the ``number``-th such part, unless read already or there is none."""
+        if number >= len(self._order) or (index := self._order[number]) in self._held:
+            return
+        data = part_bytes(self._body, parts[index])
+        # Part n (n ≥ 1) goes to helper (n - 1) mod h, which has the result of part n - h read by now.
+        helper = self._helpers[(number - 1) % len(self._helpers)] if self._helpers and number else None
+        if helper is not None and not helper.send(data, self._policy):
+            helper = None
+        self._held[index] = (data, sha256_soon(data), helper)
 
     def take(self, parts: list[Part], index: int) -> tuple[bytes, str, Prepared | None]:
-        """Part ``index``'s bytes, digest and what the helper found parsing it (None: parse it
-        here); the next such part is read, hashed and parsed meanwhile. Parts are taken in order.
-        The helper's result for this part is read before the next part is sent to it."""
-        self._read(parts, index)
-        data, digest, sent = self._held.pop(index)
-        prepared = self._helper.receive() if sent and self._helper else None
-        if (following := self._after.get(index)) is not None:
-            self._read(parts, following)
+        """Part ``index``'s bytes, digest and what a helper found parsing it (None: parse it here);
+        the parts after it are read, hashed and parsed meanwhile. Parts are taken in order. A
+        helper's result for this part is read before the helper is sent its next part."""
+        number = self._position[index]
+        for ahead in range(number, number + self._depth):
+            self._read(parts, ahead)
+        data, digest, helper = self._held.pop(index)
+        prepared = helper.receive() if helper is not None else None
+        self._read(parts, number + self._depth)
         return data, digest.result(), prepared
 
 

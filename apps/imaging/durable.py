@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future, wait
 from pathlib import Path
+from typing import BinaryIO
 
 from apps.imaging.threadpool import ProcessThreadPool
 
@@ -34,6 +35,21 @@ def _make_directories(directory: Path) -> None:
         _fsync_path(created.parent)
 
 
+def make_directory_fan(parent: Path, names: Iterable[str]) -> None:
+    """Make ``parent`` and those of its subdirectories ``names`` that are missing, durably, with one
+    sync of ``parent`` for all of them (rather than one per directory as files first need them)."""
+    _make_directories(parent)
+    made = False
+    for name in names:
+        try:
+            (parent / name).mkdir()
+        except FileExistsError:
+            continue
+        made = True
+    if made:
+        _fsync_path(parent)
+
+
 # What this module names a file while writing it: ``<name>.<12 hex>.part``.
 PARTIAL_NAME = re.compile(r"^(?P<name>.+)\.[0-9a-f]{12}\.part$")
 
@@ -54,15 +70,23 @@ def write_durably(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> 
     return size
 
 
+def _create(path: Path) -> BinaryIO:
+    """Open a file that must not exist yet; its directory is made (durably) only if missing."""
+    try:
+        return open(path, "xb")  # the caller closes it
+    except FileNotFoundError:
+        _make_directories(path.parent)
+        return open(path, "xb")
+
+
 def _write_partial(path: Path, pieces: Iterable[bytes], *, new: bool = False) -> tuple[Path, int, int]:
     """Write ``pieces`` to the file they will be synced in (``path`` itself if ``new``, else a
     temporary file beside it); return it, an open descriptor of it (for its fsync: one that saw
     the writes, so that a write-back error is reported there) and its size."""
-    _make_directories(path.parent)
     # A name of this call's own: a crashed writer's leftover is never taken over or removed here.
     partial = path if new else path.with_name(f"{path.name}.{uuid.uuid4().hex[:12]}.part")
     size = 0
-    with open(partial, "xb") as handle:
+    with _create(partial) as handle:
         try:
             for piece in pieces:
                 handle.write(piece)

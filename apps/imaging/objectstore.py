@@ -34,7 +34,7 @@ from apps.imaging.crypto import (
     unwrap_key,
     wrap_key,
 )
-from apps.imaging.durable import DeferredWrites, write_durably
+from apps.imaging.durable import DeferredWrites, make_directory_fan, write_durably
 
 OBJECT_KEY_PATTERN = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{32}$")
 # Ciphertext beyond this spills from memory to a temporary file while an upload is prepared.
@@ -70,6 +70,19 @@ def instance_stored_object(instance: Any) -> StoredObject:
 
 def _storage() -> Storage:
     return storages["default"]
+
+
+# The object directories of the filesystem storages this process has made sure of.
+_fanned_out: set[str] = set()
+
+
+def _fan_out(storage: FileSystemStorage) -> None:
+    """Make the 256 directories that objects are spread over, once per process and storage, so that
+    the first objects of a new archive do not each make one on the way (a directory sync apiece)."""
+    root = storage.path("objects")
+    if root not in _fanned_out:
+        make_directory_fan(Path(root), (f"{number:02x}" for number in range(256)))
+        _fanned_out.add(root)
 
 
 def _check_object_key(key: str) -> None:
@@ -129,6 +142,7 @@ def object_put(
     storage = _storage()
     if isinstance(storage, FileSystemStorage):
         # Durable before the caller commits the row that names it: the staged copy goes then.
+        _fan_out(storage)
         path = Path(storage.path(key))
         stored_size = writes.write(path, pieces, new=True) if writes else write_durably(path, pieces, new=True)
     else:

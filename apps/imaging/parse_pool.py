@@ -1,16 +1,17 @@
-"""A helper process that parses and validates the objects of a STOW-RS request while the request's
+"""Helper processes that parse and validate the objects of a STOW-RS request while the request's
 own process stores and indexes the ones before (apps.imaging.dicom.prepare).
 
 pydicom and the rules are Python code holding the GIL, so a thread would not help; a process does,
-on a second core. Each web worker starts one helper as it starts (config/wsgi.py), or on first
-use: ``python -m apps.imaging.dicom.helper``, a fresh interpreter with an environment of its own
-(no key, password or database address in it) that inherits nothing of the worker's threads and
-connections. It is sent an object's bytes and the hospital's validation policy, and sends back the
-parsed facts, the findings and the metadata document. The request talks to it directly, without
-threads of its own, one object at a time: it sends the next object only once it has read the
-result of the last, so neither side ever waits on the other's full pipe.
+on another core. Each web worker starts ``STOW_PARSE_PROCESSES`` helpers as it starts
+(config/wsgi.py), or on first use: ``python -m apps.imaging.dicom.helper``, a fresh interpreter
+with an environment of its own (no key, password or database address in it) that inherits nothing
+of the worker's threads and connections. A helper is sent an object's bytes and the hospital's
+validation policy, and sends back the parsed facts, the findings and the metadata document. A
+request hands its objects to its helpers in turn and talks to them directly, without threads of
+its own, one object per helper at a time: it sends a helper its next object only once it has read
+the result of the last, so neither side ever waits on the other's full pipe.
 
-Nothing depends on the helper: when it is not started yet, is busy with another request, cannot
+Nothing depends on the helpers: when one is not started yet, is busy with another request, cannot
 parse an object, or fails, the request does the work itself, with the same code.
 """
 
@@ -86,36 +87,41 @@ def _enlarge(descriptor: int) -> None:
             fcntl.fcntl(descriptor, set_size, _PIPE_SIZE)
 
 
-_helper: _Helper | None = None
-_helper_pid = 0
+# The process's helpers, by slot (0 to STOW_PARSE_PROCESSES - 1), and the process that started them.
+_helpers: dict[int, _Helper] = {}
+_helpers_pid = 0
 _lock = threading.Lock()
 
 
-def _started() -> _Helper | None:
-    """The process's helper, started if it has none (or only one inherited through a fork)."""
-    global _helper, _helper_pid
-    if settings.STOW_PARSE_PROCESSES <= 0:
+def _started(slot: int = 0) -> _Helper | None:
+    """The process's helper in ``slot``, started if it has none (or only one inherited through a
+    fork); None if the setting has no such slot, or it cannot start."""
+    global _helpers, _helpers_pid
+    if slot >= settings.STOW_PARSE_PROCESSES:
         return None
     with _lock:
-        if _helper is None or _helper_pid != os.getpid():
+        if _helpers_pid != os.getpid():
+            _helpers, _helpers_pid = {}, os.getpid()  # a parent's helpers are not this process's
+        if slot not in _helpers:
             try:
-                _helper, _helper_pid = _Helper(), os.getpid()
+                _helpers[slot] = _Helper()
             except Exception as error:  # noqa: BLE001 - the requests do the work themselves
                 logger.warning("STOW: the parse helper could not start (%s)", type(error).__name__)
                 return None
-        return _helper
+        return _helpers[slot]
 
 
 def start_helper() -> None:
-    """Start the process's helper ahead of its first use (a web worker, as it starts)."""
-    _started()
+    """Start the process's helpers ahead of their first use (a web worker, as it starts)."""
+    for slot in range(settings.STOW_PARSE_PROCESSES):
+        _started(slot)
 
 
 def _forget(helper: _Helper) -> None:
-    global _helper
     with _lock:
-        if _helper is helper:
-            _helper = None
+        for slot, known in list(_helpers.items()):
+            if known is helper:
+                del _helpers[slot]
     helper.close()
 
 
@@ -126,9 +132,14 @@ class ParseHelper:
         self._helper: _Helper | None = helper
 
     @classmethod
-    def checkout(cls) -> "ParseHelper | None":
-        """The helper for this request, or None (none configured, starting, or in use)."""
-        helper = _started()
+    def checkout(cls) -> "list[ParseHelper]":
+        """The process's helpers that are ready and free, for this request (none: none configured,
+        starting, or in use)."""
+        return [helper for slot in range(settings.STOW_PARSE_PROCESSES) if (helper := cls._checkout(slot))]
+
+    @classmethod
+    def _checkout(cls, slot: int) -> "ParseHelper | None":
+        helper = _started(slot)
         if helper is None or not helper.in_use.acquire(blocking=False):
             return None
         try:
@@ -151,7 +162,8 @@ class ParseHelper:
             return False
         helper.sent += 1
         try:
-            helper.requests.send((helper.sent, data, policy))
+            helper.requests.send((helper.sent, policy))
+            helper.requests.send_bytes(data)  # as it is: no pickled copy
         except Exception as error:  # noqa: BLE001 - ended, or a message that cannot be written
             self._give_up(f"stopped ({type(error).__name__})")
             return False

@@ -258,9 +258,10 @@ STOW_BODY_IN_MEMORY_MAX_SIZE = env_int("STOW_BODY_IN_MEMORY_MAX_SIZE", 32 * 1024
 # (a conflict for staff, a failure for the retry sweeper); larger ones stream through staging.
 # Reading one costs about twice its size in memory for a moment; CT and MR slices are well under 1 MiB.
 STOW_IN_MEMORY_MAX_SIZE = env_int("STOW_IN_MEMORY_MAX_SIZE", 16 * 1024**2)
-# Helper processes per worker that parse and validate the objects of a STOW-RS request while the
-# request stores the ones before (apps.imaging.parse_pool); 0: none. A second core is what they use.
-STOW_PARSE_PROCESSES = env_int("STOW_PARSE_PROCESSES", 1 if (os.cpu_count() or 1) > 1 else 0)
+# Helper processes per worker that parse and validate the objects of a STOW-RS request, in turn,
+# while the request stores the ones before (apps.imaging.parse_pool); 0: none. Other cores are what
+# they use: two where there are two cores or more (about 60-70 MB each).
+STOW_PARSE_PROCESSES = env_int("STOW_PARSE_PROCESSES", 2 if (os.cpu_count() or 1) > 1 else 0)
 
 CELERY_BEAT_SCHEDULE = {
     "ingest-retry-stale": {"task": "apps.imaging.tasks.ingest_retry_stale", "schedule": 300.0},

@@ -25,11 +25,11 @@ from tests.imaging.dicom_factory import make_ct_series, make_ct_slice
 pytestmark = pytest.mark.django_db
 
 
-def _ready_helper() -> parse_pool._Helper:
-    """The test process's helper, started and answering."""
+def _ready_helper(slot: int = 0) -> parse_pool._Helper:
+    """The test process's helper (in ``slot``), started and answering."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        helper = parse_pool._started()
+        helper = parse_pool._started(slot)
         assert helper is not None
         if helper.process.poll() is None and helper.is_ready():
             return helper
@@ -92,6 +92,40 @@ def test_the_helper_parses_all_but_the_first_object_and_the_result_is_the_same(c
         metadata, codes = stored[parsed.sop_instance_uid]
         assert metadata == json.loads(metadata_document(parsed))
         assert ("INSTITUTION_MISMATCH" in codes) == (n in (1, 4))
+
+
+def test_two_helpers_take_the_objects_in_turn_and_the_result_is_the_same(
+    client, first, settings, monkeypatch, parsed_here
+):
+    hospital, token = first
+    settings.STOW_PARSE_PROCESSES = 2
+    helpers = [_ready_helper(0), _ready_helper(1)]
+    assert helpers[0].process.pid != helpers[1].process.pid
+    sent_to: list[int] = []
+    send = parse_pool.ParseHelper.send
+
+    def recording(self, data, policy):
+        sent_to.append(self._helper.process.pid)
+        return send(self, data, policy)
+
+    monkeypatch.setattr(parse_pool.ParseHelper, "send", recording)
+    blobs = make_ct_series(7, PatientID="HELPER09")
+    assert stow(client, "first", token, blobs).status_code == 200
+    # The request parsed the first object; the two helpers the six others, one after the other.
+    assert parsed_here == [dcmread(io.BytesIO(blobs[0])).SOPInstanceUID]
+    assert sent_to == [helpers[0].process.pid, helpers[1].process.pid] * 3
+    stored = _stored(hospital)
+    assert len(stored) == 7
+    for blob in blobs:
+        parsed = parse_part10(io.BytesIO(blob))
+        assert stored[parsed.sop_instance_uid][0] == json.loads(metadata_document(parsed))
+    # Both are free again for the next request.
+    checked_out = parse_pool.ParseHelper.checkout()
+    try:
+        assert len(checked_out) == 2
+    finally:
+        for helper in checked_out:
+            helper.release()
 
 
 def test_without_the_helper_the_request_stores_the_same(client, first, settings, parsed_here):
@@ -194,38 +228,40 @@ def test_results_out_of_order_are_never_used(client, first, monkeypatch, caplog)
 
 def test_no_helper_is_started_when_none_is_configured(settings, monkeypatch):
     settings.STOW_PARSE_PROCESSES = 0
-    monkeypatch.setattr(parse_pool, "_helper", None)
+    monkeypatch.setattr(parse_pool, "_helpers", {})
     parse_pool.start_helper()
-    assert parse_pool._helper is None
-    assert parse_pool.ParseHelper.checkout() is None
+    assert parse_pool._helpers == {}
+    assert parse_pool.ParseHelper.checkout() == []
 
 
 def test_the_helper_is_sent_bytes_and_a_policy_only(first, monkeypatch):
     """No key, no connection, no hospital object crosses to the helper."""
     helper = _ready_helper()
     messages = []
-    real = helper.requests.send
+    for name in ("send", "send_bytes"):
+        real = getattr(helper.requests, name)
 
-    def recording(message):
-        messages.append(message)
-        real(message)
+        def recording(message, real=real, name=name):
+            messages.append((name, message))
+            real(message)
 
-    monkeypatch.setattr(helper.requests, "send", recording)
-    checked_out = parse_pool.ParseHelper.checkout()
-    assert checked_out is not None
+        monkeypatch.setattr(helper.requests, name, recording)
+    [checked_out] = parse_pool.ParseHelper.checkout()
     try:
         policy = stow_module.validation_policy(first[0])
-        assert checked_out.send(make_ct_slice(PatientID="HELPER07"), policy)
+        slice_bytes = make_ct_slice(PatientID="HELPER07")
+        assert checked_out.send(slice_bytes, policy)
         assert checked_out.receive() is not None
     finally:
         checked_out.release()
-    [(number, data, sent_policy)] = messages
-    assert isinstance(number, int) and isinstance(data, bytes) and sent_policy == policy
+    [(first_kind, (number, sent_policy)), (second_kind, data)] = messages
+    assert (first_kind, second_kind) == ("send", "send_bytes")
+    assert isinstance(number, int) and sent_policy == policy and data == slice_bytes
 
 
 def test_the_helper_runs_without_the_workers_secrets(first, monkeypatch):
     """Its environment keeps nothing secret of the worker's (keys, passwords, database address)."""
-    monkeypatch.setattr(parse_pool, "_helper", None)
+    monkeypatch.setattr(parse_pool, "_helpers", {})
     monkeypatch.setenv("STORAGE_MASTER_KEY", "secret-in-the-worker")
     helper = _ready_helper()
     try:

@@ -331,3 +331,41 @@ def test_an_object_key_is_never_overwritten(local_storage, hospital_key, monkeyp
     with pytest.raises(FileExistsError):
         object_put(hospital_key=hospital_key, source=io.BytesIO(b"second"), size=6)
     assert read_back(first, hospital_key) == b"first"
+
+
+def test_the_first_put_makes_all_256_object_directories_at_once(local_storage, hospital_key, monkeypatch):
+    """A new archive's first objects do not each make (and sync) their directory: the first put of a
+    process makes all of them, with one sync of their parent."""
+    from apps.imaging import objectstore
+
+    monkeypatch.setattr(objectstore, "_fanned_out", set())
+    synced: list[str] = []
+    fsync = os.fsync
+
+    def recording_fsync(descriptor: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        fsync(descriptor)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    stored = object_put(hospital_key=hospital_key, source=io.BytesIO(b"dicom bytes"), size=11)
+    root = os.path.join(local_storage.location, "objects")
+    assert sorted(os.listdir(root)) == [f"{n:02x}" for n in range(256)]
+    assert synced.count(root) == 1
+    del synced[:]
+    second = object_put(hospital_key=hospital_key, source=io.BytesIO(b"more bytes"), size=10)
+    assert root not in synced  # made once per process
+    assert read_back(stored, hospital_key) == b"dicom bytes" and read_back(second, hospital_key) == b"more bytes"
+
+
+def test_an_object_directory_removed_behind_the_process_is_made_again(local_storage, hospital_key, monkeypatch):
+    from apps.imaging import objectstore
+
+    first = object_put(hospital_key=hospital_key, source=io.BytesIO(b"first"), size=5)
+    directory = os.path.join(local_storage.location, "objects", first.key.split("/")[1])
+    os.remove(os.path.join(local_storage.location, first.key))
+    os.rmdir(directory)
+    fixed = uuid.UUID(hex=first.key.split("/")[2][:2] + "0" * 30)
+    monkeypatch.setattr(objectstore.uuid, "uuid4", lambda: fixed)
+    second = object_put(hospital_key=hospital_key, source=io.BytesIO(b"second"), size=6)
+    assert second.key.split("/")[1] == first.key.split("/")[1]
+    assert read_back(second, hospital_key) == b"second"

@@ -1,7 +1,8 @@
 """A helper process that prepares objects for the process that started it (apps.imaging.parse_pool):
 ``python -m apps.imaging.dicom.helper``, with requests on its standard input and results on its
 standard output, as multiprocessing connection messages (pickles of our own types, between two
-processes of ours). It ends when its input closes, that is when its parent ends or lets it go.
+processes of ours; an object's bytes as they are, in a message of their own after its number).
+It ends when its input closes, that is when its parent ends or lets it go.
 No Django here."""
 
 import os
@@ -21,7 +22,8 @@ def serve(requests: Connection, results: Connection) -> None:
     results.send(READY)
     while True:
         try:
-            number, data, policy = requests.recv()
+            number, policy = requests.recv()
+            data = requests.recv_bytes()
         except EOFError:
             return
         # The object's size beside its number: the request checks both before it uses the result.
