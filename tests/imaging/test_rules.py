@@ -122,9 +122,26 @@ def test_missing_type1_attribute_is_named(keyword: str) -> None:
     assert keyword in finding.message_en and keyword in finding.message_zh
 
 
-def test_image_pixel_attributes_are_not_required_without_pixel_data() -> None:
-    parsed = ct(PixelData=None, Rows=None, Columns=None, BitsAllocated=None)
+def test_image_pixel_attributes_are_not_required_of_an_object_that_is_not_an_image() -> None:
+    # A Grayscale Softcopy Presentation State: no Image Pixel Module in its IOD.
+    parsed = ct(SOPClassUID="1.2.840.10008.5.1.4.1.1.11.1", PixelData=None, Rows=None, Columns=None, BitsAllocated=None)
 
+    assert "TYPE1_MISSING" not in findings_for(parsed)
+
+
+def test_an_image_without_pixel_data_is_refused() -> None:
+    """CT Image Storage holds the Image Pixel Module, where Pixel Data is required unless a Pixel
+    Data Provider URL says where the pixels are: without either, there is no image to keep."""
+    finding = findings_for(ct(PixelData=None, Rows=None))["TYPE1_MISSING"]
+
+    assert finding.severity == Severity.REJECT
+    assert finding.details["missing"] == "Rows, PixelData"
+
+
+def test_an_image_whose_pixels_are_provided_elsewhere_needs_no_pixel_data() -> None:
+    parsed = ct(PixelData=None, PixelDataProviderURL="https://pacs.example/jpip/1")
+
+    assert parsed.pixel_data_provider
     assert "TYPE1_MISSING" not in findings_for(parsed)
 
 

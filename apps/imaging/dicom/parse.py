@@ -79,6 +79,7 @@ class ParsedInstance:
     photometric_interpretation: str
     number_of_frames: int
     has_pixel_data: bool
+    pixel_data_provider: bool  # Pixel Data Provider URL (0028,7FE0): the pixels are elsewhere (JPIP)
     pixel_data_length: int | None  # native Pixel Data only; None when encapsulated or absent
     is_encapsulated: bool
     pixel_data_offset: int | None  # where frames can be read directly (Part10Layout.pixel_data_offset)
@@ -194,6 +195,7 @@ def _build(dataset: Dataset, layout: Part10Layout) -> ParsedInstance:
         photometric_interpretation=_text(dataset, "PhotometricInterpretation").upper(),
         number_of_frames=1 if frames is None else frames,
         has_pixel_data=layout.has_pixel_data,
+        pixel_data_provider=Tag(0x0028, 0x7FE0) in dataset,
         pixel_data_length=layout.pixel_data_length,
         is_encapsulated=layout.is_encapsulated,
         pixel_data_offset=layout.pixel_data_offset,

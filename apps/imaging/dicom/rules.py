@@ -104,6 +104,25 @@ _IMAGE_PIXEL_TYPE1 = (
     "high_bit",
     "pixel_representation",
 )
+# Image Storage SOP classes (PS3.4 B.5) whose IODs hold the Image Pixel Module (PS3.3 C.7.6.3),
+# where Pixel Data is Type 1C: required unless Pixel Data Provider URL (0028,7FE0) is present.
+# An instance of one of these without Pixel Data has no image to keep.
+_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1."
+PIXEL_DATA_REQUIRED_SOP_CLASSES = frozenset(
+    _IMAGE_STORAGE + suffix
+    for suffix in (
+        "1", "1.1", "1.1.1", "1.2", "1.2.1", "1.3", "1.3.1",  # CR, DX, MG, intra-oral X-ray
+        "2", "2.1", "2.2",  # CT, Enhanced CT, Legacy Converted Enhanced CT
+        "3.1", "6.1", "6.2",  # ultrasound multi-frame, ultrasound, Enhanced US Volume
+        "4", "4.1", "4.3", "4.4",  # MR, Enhanced MR, Enhanced MR Color, Legacy Converted Enhanced MR
+        "7", "7.1", "7.2", "7.3", "7.4",  # secondary capture, single- and multi-frame
+        "12.1", "12.1.1", "12.2", "12.2.1",  # XA, Enhanced XA, XRF, Enhanced XRF
+        "13.1.1", "13.1.2", "13.1.3",  # X-ray 3D angiographic and craniofacial, breast tomosynthesis
+        "20", "128", "128.1", "130",  # NM, PET, Legacy Converted Enhanced PET, Enhanced PET
+        "77.1.1", "77.1.2", "77.1.3", "77.1.4", "77.1.5.1", "77.1.5.2", "77.1.6",  # visible light
+        "481.1",  # RT Image
+    )
+)  # fmt: skip
 _KEYWORDS = {
     "sop_class_uid": "SOPClassUID",
     "sop_instance_uid": "SOPInstanceUID",
@@ -175,8 +194,11 @@ def validate_instance(parsed: ParsedInstance, *, policy: ValidationPolicy) -> li
 
 
 def _type1_missing(parsed: ParsedInstance, policy: ValidationPolicy) -> Finding | None:
-    fields = _COMMON_TYPE1 + (_IMAGE_PIXEL_TYPE1 if parsed.has_pixel_data else ())
+    needs_pixels = parsed.sop_class_uid in PIXEL_DATA_REQUIRED_SOP_CLASSES and not parsed.pixel_data_provider
+    fields = _COMMON_TYPE1 + (_IMAGE_PIXEL_TYPE1 if parsed.has_pixel_data or needs_pixels else ())
     missing = [_KEYWORDS[name] for name in fields if getattr(parsed, name) in (None, "")]
+    if needs_pixels and not parsed.has_pixel_data:
+        missing.append("PixelData")
     if not missing:
         return None
     names = ", ".join(missing)
