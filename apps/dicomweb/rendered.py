@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from django.conf import settings
 from django.http import HttpResponse, QueryDict, StreamingHttpResponse
 from PIL import Image
 from pydicom.pixels import convert_color_space
@@ -344,13 +345,16 @@ class RenderedView(DicomWebView):
 
 
 class ResourceRenderedView(DicomWebView):
-    """Study or series rendered: each image instance's first frame, one part each."""
+    """Study or series rendered: each image instance's first frame, one part each, at most
+    ``RENDERED_MAX_INSTANCES`` of them. An answer that leaves instances out for reasons known before
+    it starts (compressed pixel data, the cap) is 206 Partial Content with a Warning saying why."""
 
     def get(self, request: Request, hospital_code: str, study_uid: str,
             series_uid: str | None = None) -> HttpResponse | StreamingHttpResponse:  # fmt: skip
         matching = list(selectors.instances_matching(self.hospital, {}, study_uid, series_uid))
         # Compressed pixel data is not rendered here.
-        instances = [i for i in matching if i.transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES]
+        native = [i for i in matching if i.transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES]
+        instances = native[: settings.RENDERED_MAX_INSTANCES]
         try:
             rendering = rendering_parse(request.GET, request.META.get("HTTP_ACCEPT", ""), multipart=True)
         except Refused as refusal:
@@ -365,10 +369,23 @@ class ResourceRenderedView(DicomWebView):
             return not_acceptable("No instance here is an image this archive renders.").response()
         self.audit_access(request, study_uid, series_uid, len(instances), "rendered")
         boundary = uuid.uuid4().hex
-        return StreamingHttpResponse(
+        response = StreamingHttpResponse(
             _multipart(itertools.chain([first], parts), rendering.media_type, boundary),
             content_type=f'multipart/related; type="{rendering.media_type}"; boundary={boundary}',
         )
+        # PS3.18 10.4: what is known to be left out before the answer starts makes it partial.
+        warnings = []
+        if compressed := len(matching) - len(native):
+            warnings.append(f"{compressed} instance(s) with compressed pixel data were not rendered")
+        if len(native) > len(instances):
+            warnings.append(
+                f"Only the first {len(instances)} of {len(native)} images were rendered; ask for each series "
+                "or instance"
+            )
+        if warnings:
+            response.status_code = 206
+            response["Warning"] = ", ".join(f'299 {request.get_host()} "{text}"' for text in warnings)
+        return response
 
     def _instance_url(self, request: Request, instance: Instance) -> str:
         series = instance.series

@@ -258,6 +258,9 @@ STOW_BODY_IN_MEMORY_MAX_SIZE = env_int("STOW_BODY_IN_MEMORY_MAX_SIZE", 32 * 1024
 # (a conflict for staff, a failure for the retry sweeper); larger ones stream through staging.
 # Reading one costs about twice its size in memory for a moment; CT and MR slices are well under 1 MiB.
 STOW_IN_MEMORY_MAX_SIZE = env_int("STOW_IN_MEMORY_MAX_SIZE", 16 * 1024**2)
+# Images one study or series rendered answer holds at most (PS3.18 rendered resources); past it the
+# answer is 206 with a Warning, and a client asks series by series or instance by instance.
+RENDERED_MAX_INSTANCES = env_int("RENDERED_MAX_INSTANCES", 1000)
 # Helper processes per worker that parse and validate the objects of a STOW-RS request, in turn,
 # while the request stores the ones before (apps.imaging.parse_pool); 0: none. Other cores are what
 # they use: two where there are two cores or more (about 60-70 MB each).

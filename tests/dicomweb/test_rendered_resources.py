@@ -45,8 +45,8 @@ def _study(client, token) -> tuple[str, str, list[str]]:
     return study_url, f"{study_url}/series/{series_uid}", [urls[n] for n in (1, 2, 3)]
 
 
-def _parts(response) -> list[bytes]:
-    assert response.status_code == 200, getattr(response, "content", b"")
+def _parts(response, status: int = 200) -> list[bytes]:
+    assert response.status_code == status, getattr(response, "content", b"")
     return read_multipart(b"".join(response.streaming_content), response["Content-Type"])
 
 
@@ -95,7 +95,22 @@ def test_instances_this_archive_does_not_render_are_left_out(client, token):
     native = make_instance("CT", StudyInstanceUID=ds.StudyInstanceUID, SeriesInstanceUID=ds.SeriesInstanceUID,
                            InstanceNumber=2)  # fmt: skip
     store_dataset(client, token, native)
-    assert len(_parts(api_get(client, token, f"{series_url}/rendered"))) == 1
+    # The answer holds the image it renders, and says it is partial, and why.
+    partial = api_get(client, token, f"{series_url}/rendered")
+    assert len(_parts(partial, 206)) == 1
+    assert partial["Warning"].startswith("299 testserver ")
+    assert "1 instance(s) with compressed pixel data were not rendered" in partial["Warning"]
+
+
+def test_a_study_rendered_holds_at_most_the_configured_images(client, token, settings):
+    study_url, series_url, instance_urls = _study(client, token)
+    settings.RENDERED_MAX_INSTANCES = 2
+    capped = api_get(client, token, f"{series_url}/rendered")
+    assert _locations(capped, 206) == [f"http://testserver{url}/rendered" for url in instance_urls[:2]]
+    assert "Only the first 2 of 3 images were rendered" in capped["Warning"]
+    settings.RENDERED_MAX_INSTANCES = 3
+    whole = api_get(client, token, f"{series_url}/rendered")
+    assert len(_parts(whole)) == 3 and not whole.has_header("Warning")
 
 
 def test_unknown_and_other_hospitals_studies_are_404(client, token, world):
@@ -131,7 +146,8 @@ def test_frame_and_rendered_retrievals_are_audited(client, token, world):
     assert [(e["retrieve"], e["instances"]) for e in events] == [(kind, count) for _url, kind, count in asked]
 
 
-def _locations(response) -> list[str]:
+def _locations(response, status: int = 200) -> list[str]:
+    assert response.status_code == status
     content = b"".join(response.streaming_content)
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {response['Content-Type']}\r\n\r\n".encode() + content
