@@ -132,19 +132,23 @@ def measure_series_runs(
         results["ours"]["series"]["paired_ratios"] = pairs
 
 
-def measure_many_stow(client: DicomWeb, studies: synth.SmallStudies, threads: int) -> dict[str, float]:
-    """(b) one STOW-RS request per one-instance study, from ``threads`` client threads."""
+def measure_many_stow(
+    client: DicomWeb, studies: synth.SmallStudies, threads: int, per_request: int = 1
+) -> dict[str, float]:
+    """(b) one STOW-RS request per one-instance study (or per ``per_request`` of them: a sender that
+    forwards in batches), from ``threads`` client threads."""
     count = len(studies.instances)
     latencies: list[float] = []
+    batches = [studies.instances[first : first + per_request] for first in range(0, count, per_request)]
 
-    def store(data: bytes) -> None:
+    def store(batch: list[bytes]) -> None:
         began = time.perf_counter()
-        client.stow([data])
+        client.stow(batch)
         latencies.append(time.perf_counter() - began)
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for result in pool.map(store, studies.instances):
+        for result in pool.map(store, batches):
             del result
     elapsed = time.perf_counter() - started
     sample = random.Random(7).sample(studies.study_uids, min(20, count))
@@ -429,6 +433,14 @@ def report(results: dict[str, Any], settings: dict[str, int], quick: bool) -> st
         "{:.1f}",
         better_high=False,
     )
+    if "many_batched" in o and "many_batched" in y:
+        add(
+            f"(b') the same, {settings['batch']} studies per request: inst/s",
+            o["many_batched"]["instances_per_s"],
+            y["many_batched"]["instances_per_s"],
+            "{:.1f}",
+            "(comparison)",
+        )
     for key, label in (("patient", "PatientID"), ("month", "StudyDate one month")):
         add(
             f"(c) QIDO by {label}: median ms",
@@ -681,6 +693,16 @@ def main() -> int:
             else:
                 log(f"    {clients[key].name}: {r.get('note')}")
 
+        # For comparison only (the target is (b)): other studies, as a sender forwarding in batches would
+        # send them; after the reads, so that (c) searches the 5,000 studies of (b) alone.
+        batched = synth.small_studies(settings["studies"], seed=5)
+        for key, client in clients.items():
+            log(f"(b') {client.name}: the same number of other studies, {settings['batch']} per request")
+            results[key]["many_batched"] = r = measure_many_stow(
+                client, batched, settings["threads"], per_request=settings["batch"]
+            )
+            log(f"    {r['instances_per_s']:.1f} instances/s ({r['seconds']:.1f} s)")
+        del batched
         if settings["large_mb"] > 0:
             path = workdir / "large.dcm"
             size, *_uids = synth.large_object(path, megabytes=settings["large_mb"])
