@@ -352,8 +352,10 @@ class ResourceRenderedView(DicomWebView):
     def get(self, request: Request, hospital_code: str, study_uid: str,
             series_uid: str | None = None) -> HttpResponse | StreamingHttpResponse:  # fmt: skip
         matching = list(selectors.instances_matching(self.hospital, {}, study_uid, series_uid))
-        # Compressed pixel data is not rendered here.
-        native = [i for i in matching if i.transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES]
+        # Images only (no Rows: a key object, a report, a presentation state), and not those with
+        # compressed pixel data, which are not rendered here; then the cap.
+        images = [i for i in matching if i.rows is not None]
+        native = [i for i in images if i.transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES]
         instances = native[: settings.RENDERED_MAX_INSTANCES]
         try:
             rendering = rendering_parse(request.GET, request.META.get("HTTP_ACCEPT", ""), multipart=True)
@@ -375,7 +377,7 @@ class ResourceRenderedView(DicomWebView):
         )
         # PS3.18 10.4: what is known to be left out before the answer starts makes it partial.
         warnings = []
-        if compressed := len(matching) - len(native):
+        if compressed := len(images) - len(native):
             warnings.append(f"{compressed} instance(s) with compressed pixel data were not rendered")
         if len(native) > len(instances):
             warnings.append(

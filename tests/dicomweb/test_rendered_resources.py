@@ -102,8 +102,8 @@ def test_instances_this_archive_does_not_render_are_left_out(client, token):
     assert "1 instance(s) with compressed pixel data were not rendered" in partial["Warning"]
 
 
-def test_a_study_rendered_holds_at_most_the_configured_images(client, token, settings):
-    study_url, series_url, instance_urls = _study(client, token)
+def test_a_series_rendered_holds_at_most_the_configured_images(client, token, settings):
+    _study_url, series_url, instance_urls = _study(client, token)
     settings.RENDERED_MAX_INSTANCES = 2
     capped = api_get(client, token, f"{series_url}/rendered")
     assert _locations(capped, 206) == [f"http://testserver{url}/rendered" for url in instance_urls[:2]]
@@ -199,3 +199,32 @@ def test_an_instance_that_fails_while_streaming_is_left_out_and_the_answer_stays
     monkeypatch.setattr(rendered, "_first_frame", failing_second)
     response = api_get(client, token, f"{series_url}/rendered")
     assert _locations(response) == [f"http://testserver{url}/rendered" for url in (instance_urls[0], instance_urls[2])]
+
+
+def _key_object(study_uid: str, series_uid: str):
+    """A Key Object Selection in the series, sorted before its images: no Image Pixel Module."""
+    no_image = dict.fromkeys(
+        ("PixelData", "Rows", "Columns", "SamplesPerPixel", "PhotometricInterpretation", "BitsAllocated",
+         "BitsStored", "HighBit", "PixelRepresentation", "PixelSpacing", "SliceThickness",
+         "ImagePositionPatient", "ImageOrientationPatient"),
+    )  # fmt: skip
+    return make_instance(
+        "CT", StudyInstanceUID=study_uid, SeriesInstanceUID=series_uid, InstanceNumber=0, Modality="KO",
+        SOPClassUID="1.2.840.10008.5.1.4.1.1.88.59", **no_image,
+    )  # fmt: skip
+
+
+def test_the_cap_counts_images_only(client, token, settings):
+    """Objects that are not images are no part of a rendered answer: they neither take a place
+    under the cap nor make the answer partial."""
+    study_url, series_url, instance_urls = _study(client, token)
+    study_uid, series_uid = series_url.split("/")[-3], series_url.split("/")[-1]
+    store_dataset(client, token, _key_object(study_uid, series_uid))
+    settings.RENDERED_MAX_INSTANCES = 3
+    series = api_get(client, token, f"{series_url}/rendered")
+    assert _locations(series) == [f"http://testserver{url}/rendered" for url in instance_urls]
+    assert not series.has_header("Warning")
+    settings.RENDERED_MAX_INSTANCES = 1
+    study = api_get(client, token, f"{study_url}/rendered")
+    assert _locations(study, 206) == [f"http://testserver{instance_urls[0]}/rendered"]
+    assert "Only the first 1 of 4 images were rendered" in study["Warning"]
