@@ -217,6 +217,18 @@ def test_a_contiguous_series_has_no_series_findings(client, first):
         assert not ValidationFinding.objects.exists()
 
 
+def test_an_image_without_pixel_data_is_refused_and_the_rest_stored(client, first):
+    hospital, token = first
+    good = make_ct_slice(PatientID="PIXELS01")
+    response = stow(client, "first", token, [good, make_ct_slice(PatientID="PIXELS01", PixelData=None)])
+    assert response.status_code == 202
+    assert _items(response, FAILED)[0][FAILURE_REASON]["Value"] == [0xA900]  # TYPE1_MISSING
+    with hospital_context(hospital):
+        assert Instance.objects.count() == 1
+        refused = StagedObject.objects.get(status=StagedObject.Status.REJECTED)
+        assert refused.error_code == "TYPE1_MISSING" and "PixelData" in refused.error_message_en
+
+
 def test_a_missing_patient_id_is_refused(client, first):
     hospital, token = first
     response = stow(client, "first", token, [make_ct_slice(PatientID=""), make_ct_slice(PatientID="UNKNOWN")])

@@ -138,11 +138,17 @@ def test_an_image_without_pixel_data_is_refused() -> None:
     assert finding.details["missing"] == "Rows, PixelData"
 
 
-def test_an_image_whose_pixels_are_provided_elsewhere_needs_no_pixel_data() -> None:
+def test_an_image_whose_pixels_are_provided_by_jpip_needs_no_pixel_data() -> None:
     parsed = ct(PixelData=None, PixelDataProviderURL="https://pacs.example/jpip/1")
-
     assert parsed.pixel_data_provider
-    assert "TYPE1_MISSING" not in findings_for(parsed)
+    # A provider URL replaces Pixel Data in the JPIP Referenced transfer syntaxes only.
+    assert findings_for(parsed)["TYPE1_MISSING"].details["missing"] == "PixelData"
+    for syntax in ("1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"):
+        assert "TYPE1_MISSING" not in findings_for(replace(parsed, transfer_syntax_uid=syntax))
+    # An empty URL provides nothing.
+    empty = ct(PixelData=None, PixelDataProviderURL="")
+    assert not empty.pixel_data_provider
+    assert "TYPE1_MISSING" in findings_for(replace(empty, transfer_syntax_uid="1.2.840.10008.1.2.4.94"))
 
 
 # LOSSY_TRANSFER_SYNTAX and LOSSY_COMPRESSION_FLAG

@@ -195,7 +195,7 @@ def _build(dataset: Dataset, layout: Part10Layout) -> ParsedInstance:
         photometric_interpretation=_text(dataset, "PhotometricInterpretation").upper(),
         number_of_frames=1 if frames is None else frames,
         has_pixel_data=layout.has_pixel_data,
-        pixel_data_provider=Tag(0x0028, 0x7FE0) in dataset,
+        pixel_data_provider=bool(_text(dataset, "PixelDataProviderURL")),
         pixel_data_length=layout.pixel_data_length,
         is_encapsulated=layout.is_encapsulated,
         pixel_data_offset=layout.pixel_data_offset,

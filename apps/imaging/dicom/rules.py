@@ -105,8 +105,9 @@ _IMAGE_PIXEL_TYPE1 = (
     "pixel_representation",
 )
 # Image Storage SOP classes (PS3.4 B.5) whose IODs hold the Image Pixel Module (PS3.3 C.7.6.3),
-# where Pixel Data is Type 1C: required unless Pixel Data Provider URL (0028,7FE0) is present.
-# An instance of one of these without Pixel Data has no image to keep.
+# where Pixel Data is Type 1C: required unless Pixel Data Provider URL (0028,7FE0) is present,
+# which it is only in the JPIP Referenced transfer syntaxes. An instance of one of these without
+# Pixel Data (and not JPIP-referenced) has no image to keep.
 _IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1."
 PIXEL_DATA_REQUIRED_SOP_CLASSES = frozenset(
     _IMAGE_STORAGE + suffix
@@ -123,6 +124,7 @@ PIXEL_DATA_REQUIRED_SOP_CLASSES = frozenset(
         "481.1",  # RT Image
     )
 )  # fmt: skip
+JPIP_REFERENCED_TRANSFER_SYNTAXES = frozenset({"1.2.840.10008.1.2.4.94", "1.2.840.10008.1.2.4.95"})
 _KEYWORDS = {
     "sop_class_uid": "SOPClassUID",
     "sop_instance_uid": "SOPInstanceUID",
@@ -194,7 +196,8 @@ def validate_instance(parsed: ParsedInstance, *, policy: ValidationPolicy) -> li
 
 
 def _type1_missing(parsed: ParsedInstance, policy: ValidationPolicy) -> Finding | None:
-    needs_pixels = parsed.sop_class_uid in PIXEL_DATA_REQUIRED_SOP_CLASSES and not parsed.pixel_data_provider
+    pixels_elsewhere = parsed.pixel_data_provider and parsed.transfer_syntax_uid in JPIP_REFERENCED_TRANSFER_SYNTAXES
+    needs_pixels = parsed.sop_class_uid in PIXEL_DATA_REQUIRED_SOP_CLASSES and not pixels_elsewhere
     fields = _COMMON_TYPE1 + (_IMAGE_PIXEL_TYPE1 if parsed.has_pixel_data or needs_pixels else ())
     missing = [_KEYWORDS[name] for name in fields if getattr(parsed, name) in (None, "")]
     if needs_pixels and not parsed.has_pixel_data:
