@@ -5,8 +5,8 @@ from django.core.wsgi import get_wsgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 application = get_wsgi_application()
 
-# A web worker starts its STOW-RS parse helper now rather than on its first request, which would
-# otherwise go without it while the helper imports (apps.imaging.parse_pool).
+# A web worker starts its STOW-RS parse helpers now rather than on its first request, which would
+# otherwise go without them while they import (apps.imaging.parse_pool).
 from apps.imaging.parse_pool import start_helper  # noqa: E402
 
 start_helper()

@@ -57,40 +57,35 @@ class Part:
 def spool(stream: SupportsRead, *, max_size: int, memory_max_size: int = 0, chunk_size: int = 1024 * 1024) -> IO[bytes]:
     """The request body as a seekable file, refusing more than ``max_size`` bytes.
 
-    A body of up to ``memory_max_size`` bytes is kept in memory, asked for in one read: the server
-    then fills one buffer, with no chunks to copy together (a body of known length, which is
-    what STOW-RS clients send, usually arrives whole from that read). A larger one is copied to a
+    A body of up to ``memory_max_size`` bytes is kept in memory. A larger one is copied to a
     temporary file sealed under a key held only in memory (``apps.imaging.spool.sealed_spool``):
     the body names patients, and a deleted temporary file stays readable on the disk.
     """
 
     def chunks() -> Iterator[bytes]:
         total = 0
-        size = max(memory_max_size + 1, 1)
-        while chunk := stream.read(size):
+        while chunk := stream.read(chunk_size):
             total += len(chunk)
             if total > max_size:
                 raise MultipartError("too large")
             yield chunk
-            size = chunk_size
 
     pieces = chunks()
-    held: list[bytes] = []
-    total = 0
+    held = io.BytesIO()
     for chunk in pieces:
-        held.append(chunk)
-        total += len(chunk)
-        if total > memory_max_size:
+        held.write(chunk)
+        if held.tell() > memory_max_size:
             return sealed_spool(_then(held, pieces))  # type: ignore[return-value]
-    # One piece: the file shares its buffer (no copy).
-    return io.BytesIO(held[0] if len(held) == 1 else b"".join(held))
+    held.seek(0)
+    return held
 
 
-def _then(held: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:
+def _then(held: io.BytesIO, rest: Iterator[bytes]) -> Iterator[bytes]:
     """What was held in memory, released as it is passed on, then the rest."""
-    held.reverse()
-    while held:
-        yield held.pop()
+    first = [held.getvalue()]
+    held.close()
+    while first:
+        yield first.pop()
     yield from rest
 
 

@@ -227,6 +227,7 @@ class StowView(DicomWebView):
             if _in_memory(part):
                 data, sha256, prepared = ahead.take(parts, index) if ahead else (part_bytes(body, part), None, None)
                 self._ingest_in_memory(data, sha256, prepared, work)
+                del data, prepared  # not held while the next parts are read
                 continue
             try:
                 staged = staged_object_create(
@@ -307,8 +308,8 @@ class _ReadAhead:
     """The bytes of the parts ingested from memory, read ahead of their turn, each one's SHA-256
     taken on a thread (``apps.imaging.digests``) and, but for the first, the object parsed and
     validated by a helper process (``apps.imaging.parse_pool``) meanwhile: the request parses the
-    first itself while its helpers do the next ones, in turn. With n helpers, n + 1 parts are held
-    at most (two without any)."""
+    first itself while its helpers do the next ones, in turn. Besides the part taken, at most one
+    part per helper is held (one without helpers)."""
 
     def __init__(
         self, body: IO[bytes], eligible: list[bool], policy: ValidationPolicy, helpers: list[ParseHelper]

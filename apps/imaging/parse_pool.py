@@ -71,10 +71,14 @@ class _Helper:
             self.ready = self.results.recv() == READY
         return self.ready
 
-    def close(self) -> None:
+    def disown(self) -> None:
+        """Close this process's ends of the pipes only (a forked child's copies)."""
         for name in ("requests", "results"):
             if (connection := getattr(self, name, None)) is not None:
                 connection.close()
+
+    def close(self) -> None:
+        self.disown()
         self.process.kill()
         self.process.wait()
 
@@ -109,6 +113,18 @@ def _started(slot: int = 0) -> _Helper | None:
                 logger.warning("STOW: the parse helper could not start (%s)", type(error).__name__)
                 return None
         return _helpers[slot]
+
+
+def _disown_after_fork() -> None:
+    # A forked child (gunicorn --preload) closes its copies of the parent's helper pipes at once:
+    # the helpers are the parent's, and the descriptors would leak, a pair per helper and fork.
+    global _helpers, _lock
+    for inherited in _helpers.values():
+        inherited.disown()
+    _helpers, _lock = {}, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_disown_after_fork)
 
 
 def start_helper() -> None:

@@ -263,8 +263,8 @@ STOW_IN_MEMORY_MAX_SIZE = env_int("STOW_IN_MEMORY_MAX_SIZE", 16 * 1024**2)
 RENDERED_MAX_INSTANCES = env_int("RENDERED_MAX_INSTANCES", 1000)
 # Helper processes per worker that parse and validate the objects of a STOW-RS request, in turn,
 # while the request stores the ones before (apps.imaging.parse_pool); 0: none. Other cores are what
-# they use: two where there are two cores or more (about 60-70 MB each).
-STOW_PARSE_PROCESSES = env_int("STOW_PARSE_PROCESSES", 2 if (os.cpu_count() or 1) > 1 else 0)
+# they use: one per core besides the first, two at most (about 60-70 MB each).
+STOW_PARSE_PROCESSES = env_int("STOW_PARSE_PROCESSES", min(2, (os.cpu_count() or 1) - 1))
 
 CELERY_BEAT_SCHEDULE = {
     "ingest-retry-stale": {"task": "apps.imaging.tasks.ingest_retry_stale", "schedule": 300.0},

@@ -296,3 +296,34 @@ def test_parts_not_ingested_from_memory_do_not_shift_the_results(client, first, 
     for blob in (large, *blobs[1:]):
         parsed = parse_part10(io.BytesIO(blob))
         assert stored[parsed.sop_instance_uid][0] == json.loads(metadata_document(parsed))
+
+
+# The child only checks descriptors, writes its answer and exits.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_closes_its_copies_of_the_parents_helper_pipes(first):
+    """A child forked from a process with helpers (gunicorn --preload) starts its own and keeps no
+    descriptor of the parent's: they would leak, one pair per helper and fork."""
+    helper = _ready_helper()
+    inherited = {helper.requests.fileno(), helper.results.fileno()}
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report which of the parent's descriptors are still open, and go
+        try:
+            still_open = [fd for fd in inherited if _is_open(fd)]
+            os.write(write_end, json.dumps([still_open, len(parse_pool._helpers)]).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as report:
+        still_open, known = json.loads(report.read() or b"null")
+    os.waitpid(pid, 0)
+    assert still_open == [] and known == 0
+    assert helper.process.poll() is None  # the parent's helper lives on
+
+
+def _is_open(descriptor: int) -> bool:
+    try:
+        os.fstat(descriptor)
+    except OSError:
+        return False
+    return True
