@@ -105,8 +105,9 @@ def ct_series(count: int, *, size: int = 512, seed: int = 1) -> Series:
     return Series(study_uid, series_uid, sop_uids, instances)
 
 
-def small_studies(count: int, *, size: int = 64, seed: int = 2) -> SmallStudies:
-    """``count`` one-instance CT studies, two per patient, StudyDate spread over 60 months."""
+def small_studies(count: int, *, size: int = 64, seed: int = 2, patient_prefix: str = "BENCH") -> SmallStudies:
+    """``count`` one-instance CT studies, two per patient, StudyDate spread over 60 months; the
+    patients' IDs are ``patient_prefix`` and a number."""
     rng = random.Random(seed)
     pixels = np.random.default_rng(seed).integers(0, 4096, size * size, dtype="<u2").tobytes()
     instances: list[bytes] = []
@@ -114,7 +115,7 @@ def small_studies(count: int, *, size: int = 64, seed: int = 2) -> SmallStudies:
     patient_ids: list[str] = []
     span = (date(FIRST_MONTH.year + MONTHS // 12, 1, 1) - FIRST_MONTH).days
     for index in range(count):
-        patient = f"BENCH{index // STUDIES_PER_PATIENT:06d}"
+        patient = f"{patient_prefix}{index // STUDIES_PER_PATIENT:06d}"
         study_uid = str(generate_uid())
         day = FIRST_MONTH + timedelta(days=(index * span) // max(count, 1))
         ds = make_instance(
