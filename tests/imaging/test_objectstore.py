@@ -299,17 +299,23 @@ def test_s3_delete_removes_the_object(s3_storage, s3_server, hospital_key: bytes
     assert stored.key not in keys
 
 
-def test_a_stored_object_is_fsynced_with_its_directories_before_put_returns(local_storage, hospital_key, monkeypatch):
-    """The row naming an object commits after object_put returns, and the staged copy is deleted
-    then: the file, its directory and the directories made for it must be on the disk by then."""
-    synced: list[str] = []
+@pytest.fixture
+def synced(monkeypatch) -> list[str]:
+    """The paths fsync'd from now on, in order."""
+    paths: list[str] = []
     fsync = os.fsync
 
     def recording_fsync(descriptor: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
+        paths.append(os.readlink(f"/proc/self/fd/{descriptor}"))
         fsync(descriptor)
 
     monkeypatch.setattr(os, "fsync", recording_fsync)
+    return paths
+
+
+def test_a_stored_object_is_fsynced_with_its_directories_before_put_returns(local_storage, hospital_key, synced):
+    """The row naming an object commits after object_put returns, and the staged copy is deleted
+    then: the file, its directory and the directories made for it must be on the disk by then."""
     stored = object_put(hospital_key=hospital_key, source=io.BytesIO(b"dicom bytes"), size=11)
     path = os.path.join(local_storage.location, stored.key)
     directory = os.path.dirname(path)
@@ -333,20 +339,12 @@ def test_an_object_key_is_never_overwritten(local_storage, hospital_key, monkeyp
     assert read_back(first, hospital_key) == b"first"
 
 
-def test_the_first_put_makes_all_256_object_directories_at_once(local_storage, hospital_key, monkeypatch):
+def test_the_first_put_makes_all_256_object_directories_at_once(local_storage, hospital_key, monkeypatch, synced):
     """A new archive's first objects do not each make (and sync) their directory: the first put of a
     process makes all of them, with one sync of their parent."""
     from apps.imaging import objectstore
 
     monkeypatch.setattr(objectstore, "_fanned_out", set())
-    synced: list[str] = []
-    fsync = os.fsync
-
-    def recording_fsync(descriptor: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{descriptor}"))
-        fsync(descriptor)
-
-    monkeypatch.setattr(os, "fsync", recording_fsync)
     stored = object_put(hospital_key=hospital_key, source=io.BytesIO(b"dicom bytes"), size=11)
     root = os.path.join(local_storage.location, "objects")
     assert sorted(os.listdir(root)) == [f"{n:02x}" for n in range(256)]
