@@ -351,12 +351,16 @@ class ResourceRenderedView(DicomWebView):
 
     def get(self, request: Request, hospital_code: str, study_uid: str,
             series_uid: str | None = None) -> HttpResponse | StreamingHttpResponse:  # fmt: skip
-        matching = list(selectors.instances_matching(self.hospital, {}, study_uid, series_uid))
+        matching = selectors.instances_matching(self.hospital, {}, study_uid, series_uid)
         # Images only (no Rows: a key object, a report, a presentation state), and not those with
-        # compressed pixel data, which are not rendered here; then the cap.
-        images = [i for i in matching if i.rows is not None]
-        native = [i for i in images if i.transfer_syntax_uid in NATIVE_TRANSFER_SYNTAXES]
-        instances = native[: settings.RENDERED_MAX_INSTANCES]
+        # compressed pixel data, which are not rendered here; then the cap. Only the rows rendered
+        # are read, however large the study.
+        images = matching.filter(rows__isnull=False)
+        native = images.filter(transfer_syntax_uid__in=NATIVE_TRANSFER_SYNTAXES)
+        cap = settings.RENDERED_MAX_INSTANCES
+        instances = list(native[: cap + 1])
+        native_count = len(instances) if len(instances) <= cap else native.count()
+        instances = instances[:cap]
         try:
             rendering = rendering_parse(request.GET, request.META.get("HTTP_ACCEPT", ""), multipart=True)
         except Refused as refusal:
@@ -366,7 +370,7 @@ class ResourceRenderedView(DicomWebView):
         parts = _rendered_parts(self.hospital, instances, rendering, lambda i: self._instance_url(request, i))
         first = next(parts, None)
         if first is None:
-            if not matching:
+            if not matching.exists():
                 return not_found().response()
             return not_acceptable("No instance here is an image this archive renders.").response()
         self.audit_access(request, study_uid, series_uid, len(instances), "rendered")
@@ -377,11 +381,11 @@ class ResourceRenderedView(DicomWebView):
         )
         # PS3.18 10.4: what is known to be left out before the answer starts makes it partial.
         warnings = []
-        if compressed := len(images) - len(native):
+        if compressed := images.exclude(transfer_syntax_uid__in=NATIVE_TRANSFER_SYNTAXES).count():
             warnings.append(f"{compressed} instance(s) with compressed pixel data were not rendered")
-        if len(native) > len(instances):
+        if native_count > len(instances):
             warnings.append(
-                f"Only the first {len(instances)} of {len(native)} images were rendered; ask for each series "
+                f"Only the first {len(instances)} of {native_count} images were rendered; ask for each series "
                 "or instance"
             )
         if warnings:

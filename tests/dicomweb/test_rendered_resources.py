@@ -7,6 +7,8 @@ import io
 
 import numpy as np
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from PIL import Image
 
 from apps.audit.models import AuditEvent
@@ -105,7 +107,11 @@ def test_instances_this_archive_does_not_render_are_left_out(client, token):
 def test_a_series_rendered_holds_at_most_the_configured_images(client, token, settings):
     _study_url, series_url, instance_urls = _study(client, token)
     settings.RENDERED_MAX_INSTANCES = 2
-    capped = api_get(client, token, f"{series_url}/rendered")
+    with CaptureQueriesContext(connection) as queries:
+        capped = api_get(client, token, f"{series_url}/rendered")
+    # The rows rendered are read, one more to know the cap was reached, and no others.
+    [listing] = [q["sql"] for q in queries.captured_queries if '"imaging_instance"."metadata_sealed"' in q["sql"]]
+    assert listing.endswith("LIMIT 3")
     assert _locations(capped, 206) == [f"http://testserver{url}/rendered" for url in instance_urls[:2]]
     assert "Only the first 2 of 3 images were rendered" in capped["Warning"]
     settings.RENDERED_MAX_INSTANCES = 3
