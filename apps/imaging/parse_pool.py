@@ -18,12 +18,15 @@ parse an object, or fails, the request does the work itself, with the same code.
 import collections
 import contextlib
 import fcntl
+import io
 import logging
 import os
+import pickle
 import subprocess
 import sys
 import threading
 from multiprocessing.connection import Connection
+from typing import Any
 
 from django.conf import settings
 
@@ -40,6 +43,33 @@ RESULT_TIMEOUT = 10.0
 _PIPE_SIZE = 1024 * 1024
 # What the helper's environment keeps of the worker's: nothing secret.
 _HELPER_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "TMPDIR")
+
+
+# What a helper's messages may name: the result types and what they hold. A helper parses untrusted
+# DICOM, so what it sends is read as data only: a pickle naming any other callable is refused.
+_RESULT_CLASSES = frozenset(
+    {
+        ("apps.imaging.dicom.prepare", "Prepared"),
+        ("apps.imaging.dicom.parse", "ParsedInstance"),
+        ("apps.imaging.dicom.rules", "Finding"),
+        ("apps.imaging.dicom.rules", "Severity"),
+        ("pydicom.dataset", "Dataset"),  # the parsed facts' data set, emptied
+        ("datetime", "date"),
+        ("datetime", "time"),
+    }
+)
+
+
+class _ResultUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _RESULT_CLASSES:
+            raise pickle.UnpicklingError(f"{module}.{name} is not a result type")
+        return super().find_class(module, name)
+
+
+def _loads(raw: bytes) -> Any:
+    """A message from a helper, read as data (``_RESULT_CLASSES``)."""
+    return _ResultUnpickler(io.BytesIO(raw)).load()
 
 
 class _Helper:
@@ -68,7 +98,7 @@ class _Helper:
     def is_ready(self) -> bool:
         """Whether it has started (it says so once its imports are done: a second or so)."""
         if not self.ready and self.results.poll(0):
-            self.ready = self.results.recv() == READY
+            self.ready = _loads(self.results.recv_bytes()) == READY
         return self.ready
 
     def disown(self) -> None:
@@ -196,9 +226,17 @@ class ParseHelper:
             if not helper.results.poll(RESULT_TIMEOUT):
                 self._give_up(f"did not answer within {RESULT_TIMEOUT:.0f} s")
                 return None
-            answer = helper.results.recv()
+            raw = helper.results.recv_bytes()
         except Exception as error:  # noqa: BLE001 - ended, or a message that cannot be read
             self._give_up(f"stopped ({type(error).__name__})")
+            return None
+        try:
+            answer = _loads(raw)
+        except Exception as error:  # noqa: BLE001 - anything but a result is refused unread
+            self._give_up(f"sent something other than a result ({type(error).__name__})")
+            return None
+        if not isinstance(answer, tuple) or len(answer) != 3:
+            self._give_up("sent something other than a result")
             return None
         if answer[:2] != helper.outstanding.popleft():
             self._give_up("answered out of order")  # never seen; but a result must not go astray

@@ -5,6 +5,7 @@ is what the request would have stored by itself."""
 import io
 import json
 import os
+import pickle
 import signal
 import time
 
@@ -327,3 +328,38 @@ def _is_open(descriptor: int) -> bool:
     except OSError:
         return False
     return True
+
+
+class _Planted:
+    """What a subverted helper might send: a pickle that calls a function as it is read."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_a_result_that_is_not_data_is_refused_unread(client, first, monkeypatch, caplog, tmp_path):
+    """A helper parses untrusted DICOM: what it sends is read as data of the result types only. A
+    pickle naming anything else is refused before anything in it runs, the helper is given up,
+    and the request stores everything as without it."""
+    hospital, token = first
+    helper = _ready_helper()
+    marker = tmp_path / "ran"
+    real_recv_bytes = helper.results.recv_bytes
+
+    def planted(*args):
+        real_recv_bytes(*args)  # the helper's real answer, swapped for a hostile one
+        return pickle.dumps((helper.outstanding[0][0], helper.outstanding[0][1], _Planted(str(marker))))
+
+    monkeypatch.setattr(helper.results, "recv_bytes", planted)
+    blobs = make_ct_series(3, PatientID="HELPER10")
+    assert stow(client, "first", token, blobs).status_code == 200
+    assert not marker.exists()  # nothing in the pickle ran
+    assert "sent something other than a result (UnpicklingError)" in caplog.text
+    stored = _stored(hospital)
+    assert len(stored) == 3
+    for blob in blobs:
+        parsed = parse_part10(io.BytesIO(blob))
+        assert stored[parsed.sop_instance_uid][0] == json.loads(metadata_document(parsed))
