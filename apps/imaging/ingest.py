@@ -24,10 +24,9 @@ from pydicom.dataset import Dataset
 
 from apps.imaging import metadata
 from apps.imaging.crypto import CryptoIntegrityError
-from apps.imaging.dicom.header import metadata_document
-from apps.imaging.dicom.parse import DicomRejected, parse_part10
-from apps.imaging.dicom.prepare import Prepared
-from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy, validate_instance
+from apps.imaging.dicom.parse import DicomRejected
+from apps.imaging.dicom.prepare import Prepared, describe
+from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy
 from apps.imaging.indexing import (
     IngestBatch,
     IngestOutcome,
@@ -326,9 +325,7 @@ def _process_source(
     defer = in_memory is not None and batch.defer_rows
     try:
         if prepared is None:
-            parsed = parse_part10(source)
-            findings = validate_instance(parsed, policy=policy)
-            document = metadata_document(parsed)
+            parsed, findings, document = describe(source, policy)
         else:
             parsed, findings, document = prepared.parsed, list(prepared.findings), prepared.document
         patient = existing_patient(batch, parsed)

@@ -14,7 +14,8 @@ from pydicom import dcmread
 from pydicom.uid import generate_uid
 
 from apps.dicomweb import stow as stow_module
-from apps.imaging import ingest, parse_pool
+from apps.imaging import parse_pool
+from apps.imaging.dicom import prepare as prepare_module
 from apps.imaging.dicom.header import metadata_document
 from apps.imaging.dicom.parse import parse_part10
 from apps.imaging.metadata import unseal_metadata
@@ -48,14 +49,14 @@ def first(world, local_storage, settings):
 def parsed_here(monkeypatch):
     """The objects the request parsed itself (SOP Instance UIDs), rather than the helper."""
     uids: list[str] = []
-    parse = ingest.parse_part10
+    parse = prepare_module.parse_part10
 
     def counting(source):
         parsed = parse(source)
         uids.append(parsed.sop_instance_uid)
         return parsed
 
-    monkeypatch.setattr(ingest, "parse_part10", counting)
+    monkeypatch.setattr(prepare_module, "parse_part10", counting)
     return uids
 
 

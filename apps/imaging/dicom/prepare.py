@@ -4,6 +4,7 @@ per-instance rules and build its metadata document. Helper processes do this for
 
 import io
 from dataclasses import dataclass, replace
+from typing import BinaryIO
 
 from pydicom.dataset import Dataset
 
@@ -22,12 +23,16 @@ class Prepared:
     document: str
 
 
+def describe(source: BinaryIO, policy: ValidationPolicy) -> tuple[ParsedInstance, list[Finding], str]:
+    """Parse a Part 10 stream, run the per-instance rules and build its metadata document. Raises
+    what parse_part10, validate_instance and pydicom raise."""
+    parsed = parse_part10(source)
+    return parsed, validate_instance(parsed, policy=policy), metadata_document(parsed)
+
+
 def prepare(data: bytes, policy: ValidationPolicy) -> Prepared:
-    """Parse ``data``, validate it and build its metadata document. Raises what parse_part10,
-    validate_instance and pydicom raise, as ingest does when it does this itself."""
-    parsed = parse_part10(io.BytesIO(data))
-    findings = validate_instance(parsed, policy=policy)
-    document = metadata_document(parsed)
+    """``describe`` for bytes held in memory, packed to be sent between processes."""
+    parsed, findings, document = describe(io.BytesIO(data), policy)
     return Prepared(replace(parsed, dataset=Dataset()), tuple(findings), document)
 
 
