@@ -60,7 +60,7 @@ def _pending(hospital: Hospital, *, after_id: int, batch_size: int) -> list[Inst
         return list(
             Instance.objects.filter(hospital=hospital, id__gt=after_id, pixel_data_offset__isnull=True)
             .exclude(transfer_syntax_uid__in=NO_DIRECT_OFFSET_TRANSFER_SYNTAXES)
-            .only("id", "public_id", *STORED_OBJECT_FIELDS)
+            .only("id", "public_id", "sop_instance_uid", *STORED_OBJECT_FIELDS)
             .order_by("id")[:batch_size]
         )
 

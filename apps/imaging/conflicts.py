@@ -65,7 +65,10 @@ def ingest_conflict_replace(
                     _check_same_place(hospital, instance, parsed)
                     sealed_metadata = metadata.seal_metadata(hospital, parsed)
                     source.seek(0)
-                    stored = object_put(hospital_key=key, source=source, size=locked.staged.size)
+                    stored = object_put(
+                        hospital_key=key, source=source, size=locked.staged.size,
+                        sop_instance_uid=instance.sop_instance_uid,
+                    )  # fmt: skip
             except (CryptoIntegrityError, DicomRejected, FileNotFoundError):
                 raise ConflictNotReplaceable(_("The received object can no longer be read.")) from None
             if stored.sha256 != locked.received_sha256:

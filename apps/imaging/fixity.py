@@ -1,8 +1,9 @@
 """Fixity: reading stored objects back and checking them against what was recorded when stored.
 
-A whole read through the object store (``object_open``) checks everything there is to check: the
+A whole read through the object store (``object_open`` with ``rehash``) checks everything there is
+to check: that the row's wrapped key unwraps for its own object, SOP Instance UID and digest, the
 stored size, each segment's authentication tag (so a flipped bit, a cut, a reordering or a splice
-fails) and the SHA-256 of the plaintext recorded at ingest. Instances and the replaced versions a
+fails) and, recomputed, the SHA-256 of the plaintext recorded at ingest. Instances and the replaced versions a
 conflict resolution kept are both checked.
 
 Rows are read per hospital, in batches of short transactions; objects are read outside any
@@ -84,7 +85,11 @@ def _batches(
 ) -> Iterator[list[Any]]:
     """The rows to check, a batch at a time, each read in its own short transaction; ``limit``:
     a random sample of at most that many instead."""
-    rows = model.objects.filter(hospital=hospital).only(*_STORED_FIELDS, stored_field)
+    rows = model.objects.filter(hospital=hospital)
+    if model is ReplacedInstanceVersion:  # its SOP Instance UID is its instance's
+        rows = rows.select_related("instance").only(*_STORED_FIELDS, stored_field, "instance__sop_instance_uid")
+    else:
+        rows = rows.only(*_STORED_FIELDS, stored_field, "sop_instance_uid")
     if scope.since_days is not None:
         rows = rows.filter(**{f"{stored_field}__gte": timezone.now() - timedelta(days=scope.since_days)})
     if scope.slice_of is not None:
@@ -105,7 +110,7 @@ def _batches(
 
 
 def _read_whole(key: bytes, stored: StoredObject) -> None:
-    for _piece in object_open(hospital_key=key, stored=stored):
+    for _piece in object_open(hospital_key=key, stored=stored, rehash=True):
         pass
 
 

@@ -367,6 +367,7 @@ def _process_source(
         source.seek(0)
         stored = object_put(
             hospital_key=hospital_key(hospital), source=source, size=staged.size, writes=batch.writes,
+            sop_instance_uid=parsed.sop_instance_uid,
             sha256=sha256 if in_memory is not None else None,  # bytes in memory: their digest holds
         )  # fmt: skip
         # The digest taken while encrypting must be the one taken while staging.

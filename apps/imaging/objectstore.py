@@ -5,6 +5,17 @@ data, because bucket listings, access logs and backups show keys in the clear. T
 segmented format of :mod:`apps.imaging.crypto`, under a data key of their own that the hospital's key
 wraps. The caller keeps the returned :class:`StoredObject` (on the instance's row): without its
 wrapped key the stored bytes cannot be read.
+
+The data key is wrapped after the bytes are encrypted, bound to the object's storage key, the SOP
+Instance UID it was stored for and the SHA-256 of its bytes (:func:`_binding`). A row that names
+another object (its key, its wrapped key, even its digest) under its own SOP Instance UID, or that
+names an earlier version of its own instance under its current digest, cannot unwrap the data key:
+the read fails before a byte is returned. With every segment's AES-GCM tag verified (the header fixes
+the length and the segment count, only the last segment carries the final flag), a whole read then
+returns exactly the bytes whose digest the row records, without hashing them again; the fixity
+sweep (``archive_verify``) still recomputes every digest. Objects stored before 30 November 2026 have
+their data key bound to the storage key alone: they are read with the SHA-256 check on every whole
+read, as they always were.
 """
 
 import hashlib
@@ -27,6 +38,7 @@ from apps.imaging.crypto import (
     CiphertextRange,
     CryptoIntegrityError,
     Header,
+    KeyUnwrapError,
     ciphertext_range,
     decrypt_stream,
     encrypt_stream,
@@ -52,6 +64,8 @@ class StoredObject:
     plaintext_size: int
     stored_size: int
     sha256: str
+    # The SOP Instance UID the object was stored for: part of what its data key is bound to.
+    sop_instance_uid: str
 
 
 # The columns a row (Instance, ReplacedInstanceVersion) keeps about its stored object.
@@ -60,12 +74,20 @@ STORED_OBJECT_FIELDS = ("storage_key", "cipher", "wrapped_data_key", "segment_si
 
 def instance_stored_object(instance: Any) -> StoredObject:
     """What the object store needs to read back and check the object of a row that keeps the
-    ``STORED_OBJECT_FIELDS`` (an Instance or a ReplacedInstanceVersion)."""
+    ``STORED_OBJECT_FIELDS`` and has a ``sop_instance_uid`` (an Instance, or a
+    ReplacedInstanceVersion, whose instance gives it)."""
     return StoredObject(
         key=instance.storage_key, suite=instance.cipher, wrapped_data_key=bytes(instance.wrapped_data_key),
         segment_size=instance.segment_size, plaintext_size=instance.size, stored_size=instance.stored_size,
-        sha256=instance.sha256,
+        sha256=instance.sha256, sop_instance_uid=instance.sop_instance_uid,
     )  # fmt: skip
+
+
+def _binding(*, key: str, sop_instance_uid: str, sha256: str) -> bytes:
+    """The context a data key is wrapped under: the storage key, the SOP Instance UID and the SHA-256
+    of the plaintext, each length-prefixed so that no two different triples encode alike."""
+    parts = [b"yingxiang object v2", key.encode(), sop_instance_uid.encode(), sha256.encode()]
+    return b"".join(len(part).to_bytes(2, "big") + part for part in parts)
 
 
 def _storage() -> Storage:
@@ -106,6 +128,7 @@ def object_put(
     hospital_key: bytes,
     source: BinaryIO,
     size: int,
+    sop_instance_uid: str,
     suite: str | None = None,
     segment_size: int | None = None,
     writes: DeferredWrites | None = None,
@@ -122,13 +145,16 @@ def object_put(
     waits for them (``DeferredWrites.wait``) before it commits the row that names the object.
     ``sha256``: the caller's digest of exactly these bytes, when it holds them in memory (they
     cannot change under it); otherwise the digest is taken while encrypting.
+    ``sop_instance_uid``: the instance the object is stored for; with the digest, the data key is
+    bound to it, and a read must name it again.
     """
+    if not sop_instance_uid:
+        raise ValueError("An object is stored for a SOP Instance UID; none was given.")
     chosen_suite: str = suite or settings.STORAGE_CIPHER or AES_256_GCM
     chosen_segment_size: int = segment_size or settings.STORAGE_SEGMENT_SIZE
     object_id = uuid.uuid4().hex
     key = f"objects/{object_id[:2]}/{object_id}"
     data_key = new_key(chosen_suite)
-    wrapped_data_key = wrap_key(kek=hospital_key, key=data_key, context=key.encode())
     digest = hashlib.sha256()
     chunks = _chunks(source, chosen_segment_size) if sha256 else _hashed_chunks(source, digest, chosen_segment_size)
     pieces = encrypt_stream(
@@ -156,41 +182,56 @@ def object_put(
             # A renamed object would be unreadable: the data key and every segment are bound to the key.
             storage.delete(saved_key)
             raise RuntimeError(f"The storage saved {key!r} as {saved_key!r}; object keys must be kept exactly.")
+    # Wrapped only now that the digest of what was encrypted is known: the key is bound to it.
+    sha256 = sha256 or digest.hexdigest()
+    binding = _binding(key=key, sop_instance_uid=sop_instance_uid, sha256=sha256)
     return StoredObject(
         key=key,
         suite=chosen_suite,
-        wrapped_data_key=wrapped_data_key,
+        wrapped_data_key=wrap_key(kek=hospital_key, key=data_key, context=binding),
         segment_size=chosen_segment_size,
         plaintext_size=size,
         stored_size=stored_size,
-        sha256=sha256 or digest.hexdigest(),
+        sha256=sha256,
+        sop_instance_uid=sop_instance_uid,
     )
 
 
 def object_open(
-    *, hospital_key: bytes, stored: StoredObject, start: int = 0, end: int | None = None
+    *, hospital_key: bytes, stored: StoredObject, start: int = 0, end: int | None = None, rehash: bool = False
 ) -> Iterator[bytes]:
     """Stream the plaintext bytes [start, end) of a stored object, checking every segment read.
 
-    The data key is unwrapped before this returns, so a wrong hospital key fails at the call, before a
-    response has started; the storage is opened when iteration begins. A read of the whole object
-    also checks the stored size and the SHA-256 recorded at upload (the last check can only come
-    after the last byte). Failures raise CryptoIntegrityError. ``end`` past the object is clamped.
+    The data key is unwrapped before this returns, so a wrong hospital key, or a row that does not
+    name the object's own key, SOP Instance UID and digest, fails at the call, before a response has
+    started; the storage is opened when iteration begins, and its size checked. ``rehash``:
+    recompute the SHA-256 of a whole read and compare it with the recorded one (the fixity sweep);
+    objects stored before the binding are always rehashed on a whole read. That check can only come
+    after the last byte. Failures raise CryptoIntegrityError.
+    ``end`` past the object is clamped.
     """
     _check_object_key(stored.key)
     if start < 0 or (end is not None and end < start):
         raise ValueError(f"Invalid range [{start}, {end}).")
-    data_key = unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=stored.key.encode())
+    binding = _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
+    try:
+        data_key = unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=binding)
+    except KeyUnwrapError:
+        # Stored before 30 November 2026, its key bound to the storage key alone: the digest is what
+        # ties the row to the bytes, so a whole read rehashes. Fails too for a row not its own.
+        data_key = unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=stored.key.encode())
+        rehash = True
     header = Header(suite=stored.suite, segment_size=stored.segment_size, plaintext_size=stored.plaintext_size)
     stop = header.plaintext_size if end is None else min(end, header.plaintext_size)
-    return _plaintext_pieces(stored=stored, data_key=data_key, header=header, start=min(start, stop), end=stop)
+    return _plaintext_pieces(
+        stored=stored, data_key=data_key, header=header, start=min(start, stop), end=stop, rehash=rehash
+    )
 
 
 def _plaintext_pieces(
-    *, stored: StoredObject, data_key: bytes, header: Header, start: int, end: int
+    *, stored: StoredObject, data_key: bytes, header: Header, start: int, end: int, rehash: bool
 ) -> Iterator[bytes]:
-    whole = start == 0 and end == header.plaintext_size
-    digest = hashlib.sha256()
+    digest = hashlib.sha256() if rehash and start == 0 and end == header.plaintext_size else None
     with _storage().open(stored.key, "rb") as opened:
         if opened.size != stored.stored_size:
             raise CryptoIntegrityError(f"{stored.key} holds {opened.size} bytes, not the {stored.stored_size} stored.")
@@ -200,13 +241,13 @@ def _plaintext_pieces(
                 read=read, key=data_key, object_id=stored.key, start=start, end=end, expected_header=header
             )
             for piece in pieces:
-                if whole:
+                if digest is not None:
                     digest.update(piece)
                 yield piece
         finally:
             if isinstance(read, _S3RangeReader):
                 read.close()
-    if whole and digest.hexdigest() != stored.sha256:
+    if digest is not None and digest.hexdigest() != stored.sha256:
         raise CryptoIntegrityError(f"{stored.key} does not match the SHA-256 recorded when it was stored.")
 
 

@@ -5,6 +5,10 @@ from pathlib import Path
 import pytest
 from pydicom.uid import generate_uid
 
+from apps.imaging.crypto import KeyUnwrapError
+from apps.imaging.models import Instance
+from apps.imaging.objectstore import STORED_OBJECT_FIELDS
+from apps.tenants.context import hospital_context
 from tests.dicomweb.helpers import read_multipart, stow, token_for
 from tests.imaging.dicom_factory import make_ct_series, make_ct_slice, make_mr_slice
 
@@ -111,6 +115,28 @@ def test_retrieve_instance_is_byte_identical(client, archive):
     assert "no-store" in response["Cache-Control"]
     [body] = read_multipart(b"".join(response.streaming_content), response["Content-Type"])
     assert body in archive["zhang"]
+
+
+def test_rows_with_swapped_objects_return_none_of_the_other_patients_bytes(client, archive, world):
+    """Wrong-patient images, as a database fault or tampering would make them: Wang's and Li's rows
+    swap every stored-object column. Each read fails before a byte of the other's object is sent."""
+    with hospital_context(world.first.hospital):
+        wang = Instance.objects.select_related("series__study").get(series__study__accession_number="A3")
+        li = Instance.objects.select_related("series__study").get(series__study__accession_number="A2")
+        columns = {instance.pk: {f: getattr(instance, f) for f in STORED_OBJECT_FIELDS} for instance in (wang, li)}
+        Instance.objects.filter(pk=li.pk).update(storage_key="objects/00/" + "0" * 32)
+        Instance.objects.filter(pk=wang.pk).update(**columns[li.pk])
+        Instance.objects.filter(pk=li.pk).update(**columns[wang.pk])
+    for instance in (wang, li):
+        series = instance.series
+        url = f"/api/first/dicom-web/studies/{series.study.study_instance_uid}/series/"
+        url += f"{series.series_instance_uid}/instances/{instance.sop_instance_uid}"
+        response = client.get(url, HTTP_AUTHORIZATION=f"Bearer {archive['token']}")
+        received = b""
+        with pytest.raises(KeyUnwrapError):
+            for chunk in response.streaming_content:
+                received += chunk
+        assert b"DICM" not in received and len(received) < 200  # the part's header at most
 
 
 def test_retrieve_study_returns_every_instance(client, archive):

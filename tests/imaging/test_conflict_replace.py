@@ -9,7 +9,7 @@ from apps.audit.vocabulary import Action
 from apps.imaging.conflicts import ConflictNotReplaceable, ingest_conflict_replace
 from apps.imaging.keys import hospital_key
 from apps.imaging.models import IngestConflict, Instance, ReplacedInstanceVersion, StagedObject
-from apps.imaging.objectstore import StoredObject, instance_stored_object, object_open
+from apps.imaging.objectstore import instance_stored_object, object_open
 from apps.tenants.context import hospital_context, platform_scope
 from tests.dicomweb.helpers import stow, token_for
 from tests.imaging.dicom_factory import make_ct_slice
@@ -51,11 +51,7 @@ def test_replace_serves_the_received_bytes_and_keeps_the_old_ones(client, first,
         assert _read(hospital, instance_stored_object(instance)) == received
         old = ReplacedInstanceVersion.objects.get()
         assert old.pk == previous.pk and old.instance_id == instance.pk and old.replaced_by == admin
-        old_stored = StoredObject(
-            key=old.storage_key, suite=old.cipher, wrapped_data_key=bytes(old.wrapped_data_key),
-            segment_size=old.segment_size, plaintext_size=old.size, stored_size=old.stored_size, sha256=old.sha256,
-        )  # fmt: skip
-        assert _read(hospital, old_stored) == original
+        assert _read(hospital, instance_stored_object(old)) == original
         conflict.refresh_from_db()
         assert conflict.resolved_at is not None
         assert conflict.staged.status == StagedObject.Status.STORED

@@ -7,9 +7,20 @@ import tracemalloc
 import uuid
 
 import pytest
+from pydicom.uid import generate_uid
 
-from apps.imaging.crypto import AES_256_GCM, HEADER_SIZE, SM4_GCM, TAG_SIZE, CryptoIntegrityError, KeyUnwrapError
-from apps.imaging.objectstore import StoredObject, object_delete, object_open, object_put
+import apps.imaging.objectstore
+from apps.imaging.crypto import (
+    AES_256_GCM,
+    HEADER_SIZE,
+    SM4_GCM,
+    TAG_SIZE,
+    CryptoIntegrityError,
+    KeyUnwrapError,
+    unwrap_key,
+    wrap_key,
+)
+from apps.imaging.objectstore import StoredObject, _binding, object_delete, object_open, object_put
 
 SEGMENT = 1024
 KEY_PATTERN = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{32}$")
@@ -26,11 +37,20 @@ def plaintext_of(size: int) -> bytes:
 
 
 def put(data: bytes, hospital_key: bytes, **options) -> StoredObject:
+    options.setdefault("sop_instance_uid", generate_uid())
     return object_put(hospital_key=hospital_key, source=io.BytesIO(data), size=len(data), **options)
 
 
 def read_back(stored: StoredObject, hospital_key: bytes, start: int = 0, end: int | None = None) -> bytes:
     return b"".join(object_open(hospital_key=hospital_key, stored=stored, start=start, end=end))
+
+
+def read_back_rehashed(stored: StoredObject, hospital_key: bytes) -> bytes:
+    return b"".join(object_open(hospital_key=hospital_key, stored=stored, rehash=True))
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def stored_bytes(storage, key: str) -> bytes:
@@ -166,16 +186,88 @@ def test_truncated_object_is_detected(local_storage, hospital_key: bytes):
         read_back(stored, hospital_key)
 
 
-def test_recorded_checksum_mismatch_is_detected_on_a_whole_read(local_storage, hospital_key: bytes):
+def test_a_row_recording_another_digest_does_not_unwrap(local_storage, hospital_key: bytes):
     stored = put(b"dicom", hospital_key)
 
+    with pytest.raises(KeyUnwrapError):
+        object_open(hospital_key=hospital_key, stored=dataclasses.replace(stored, sha256=sha256_of(b"other")))
+
+
+def test_a_row_naming_another_instances_object_does_not_unwrap(local_storage, hospital_key: bytes):
+    """A wrong-patient image: a row carrying everything of another instance's object (key, wrapped
+    key, digest, sizes) but its own SOP Instance UID fails before a byte is read."""
+    theirs = put(b"the other patient's image", hospital_key)
+    ours = put(b"this patient's image", hospital_key)
+
+    with pytest.raises(KeyUnwrapError):
+        object_open(
+            hospital_key=hospital_key, stored=dataclasses.replace(theirs, sop_instance_uid=ours.sop_instance_uid)
+        )
+
+
+def test_a_row_naming_its_earlier_version_under_the_current_digest_does_not_unwrap(local_storage, hospital_key):
+    uid = generate_uid()
+    earlier, current = (
+        put(b"version one", hospital_key, sop_instance_uid=uid),
+        put(b"version 2", hospital_key, sop_instance_uid=uid),
+    )
+    pointing_back = dataclasses.replace(current, key=earlier.key, wrapped_data_key=earlier.wrapped_data_key)
+
+    with pytest.raises(KeyUnwrapError):
+        object_open(hospital_key=hospital_key, stored=pointing_back)
+    assert read_back(earlier, hospital_key) == b"version one"
+
+
+def test_a_whole_read_of_a_bound_object_does_not_hash_it_again(local_storage, hospital_key: bytes, monkeypatch):
+    data = plaintext_of(3 * SEGMENT)
+    stored = put(data, hospital_key, segment_size=SEGMENT)
+
+    def no_hashing(*_args):
+        raise AssertionError("a whole read hashed the object")
+
+    monkeypatch.setattr(apps.imaging.objectstore.hashlib, "sha256", no_hashing)
+    assert read_back(stored, hospital_key) == data
+    with pytest.raises(AssertionError, match="hashed"):
+        read_back_rehashed(stored, hospital_key)
+
+
+def test_rehash_finds_bytes_that_differ_from_the_digest_they_were_stored_under(local_storage, hospital_key: bytes):
+    """What the fixity sweep adds: a caller that passed a wrong digest bound the key to it, so the
+    tags pass; recomputing the digest does not."""
+    stored = put(b"dicom", hospital_key, sha256=sha256_of(b"not these bytes"))
+
+    assert read_back(stored, hospital_key) == b"dicom"
     with pytest.raises(CryptoIntegrityError, match="SHA-256"):
-        read_back(dataclasses.replace(stored, sha256=hashlib.sha256(b"other").hexdigest()), hospital_key)
+        read_back_rehashed(stored, hospital_key)
+    assert read_back_rehashed(put(b"dicom", hospital_key), hospital_key) == b"dicom"
+
+
+def legacy(stored: StoredObject, hospital_key: bytes) -> StoredObject:
+    """``stored`` as objects were kept before 30 November 2026: the data key bound to the storage key only."""
+    binding = _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
+    data_key = unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=binding)
+    return dataclasses.replace(
+        stored, wrapped_data_key=wrap_key(kek=hospital_key, key=data_key, context=stored.key.encode())
+    )
+
+
+def test_an_object_stored_before_the_binding_still_reads_and_is_rehashed(local_storage, hospital_key: bytes):
+    data = plaintext_of(3 * SEGMENT)
+    old = legacy(put(data, hospital_key, segment_size=SEGMENT), hospital_key)
+
+    assert read_back(old, hospital_key) == data
+    assert read_back(old, hospital_key, SEGMENT, 2 * SEGMENT) == data[SEGMENT : 2 * SEGMENT]
+    # Its row is tied to its bytes by the digest alone, so every whole read checks it.
+    with pytest.raises(CryptoIntegrityError, match="SHA-256"):
+        read_back(dataclasses.replace(old, sha256=sha256_of(b"other")), hospital_key)
+    other = put(b"another object", hospital_key)
+    with pytest.raises(KeyUnwrapError):
+        object_open(hospital_key=hospital_key, stored=dataclasses.replace(old, key=other.key))
 
 
 def test_source_shorter_than_declared_stores_nothing(local_storage, hospital_key: bytes):
     with pytest.raises(ValueError, match="declared"):
-        object_put(hospital_key=hospital_key, source=io.BytesIO(b"short"), size=6)
+        object_put(hospital_key=hospital_key, source=io.BytesIO(b"short"), size=6, sop_instance_uid=generate_uid())
 
     # No object and no partial file (the object's directory may have been made already).
     files = [name for _root, _dirs, names in os.walk(local_storage.location) for name in names]
@@ -183,7 +275,7 @@ def test_source_shorter_than_declared_stores_nothing(local_storage, hospital_key
 
 
 def test_a_stored_object_is_written_under_its_key_only(local_storage, hospital_key: bytes):
-    stored = object_put(hospital_key=hospital_key, source=io.BytesIO(b"dicom bytes"), size=11)
+    stored = put(b"dicom bytes", hospital_key)
 
     files = [
         os.path.relpath(os.path.join(root, name), local_storage.location)
@@ -217,7 +309,9 @@ def test_large_object_streams_in_bounded_memory(local_storage, hospital_key: byt
 
     tracemalloc.start()
     try:
-        stored = object_put(hospital_key=hospital_key, source=GeneratedSource(size), size=size)
+        stored = object_put(
+            hospital_key=hospital_key, source=GeneratedSource(size), size=size, sop_instance_uid=generate_uid()
+        )
         digest, received = hashlib.sha256(), 0
         for piece in object_open(hospital_key=hospital_key, stored=stored):
             digest.update(piece)
@@ -316,7 +410,7 @@ def synced(monkeypatch) -> list[str]:
 def test_a_stored_object_is_fsynced_with_its_directories_before_put_returns(local_storage, hospital_key, synced):
     """The row naming an object commits after object_put returns, and the staged copy is deleted
     then: the file, its directory and the directories made for it must be on the disk by then."""
-    stored = object_put(hospital_key=hospital_key, source=io.BytesIO(b"dicom bytes"), size=11)
+    stored = put(b"dicom bytes", hospital_key)
     path = os.path.join(local_storage.location, stored.key)
     directory = os.path.dirname(path)
     # The directories made for it (each in its parent), the file (written under its own name: a
@@ -331,11 +425,11 @@ def test_a_stored_object_is_fsynced_with_its_directories_before_put_returns(loca
 def test_an_object_key_is_never_overwritten(local_storage, hospital_key, monkeypatch):
     from apps.imaging import objectstore
 
-    first = object_put(hospital_key=hospital_key, source=io.BytesIO(b"first"), size=5)
+    first = put(b"first", hospital_key)
     fixed = uuid.UUID(hex=first.key.rsplit("/", 1)[1])
     monkeypatch.setattr(objectstore.uuid, "uuid4", lambda: fixed)
     with pytest.raises(FileExistsError):
-        object_put(hospital_key=hospital_key, source=io.BytesIO(b"second"), size=6)
+        put(b"second", hospital_key)
     assert read_back(first, hospital_key) == b"first"
 
 
@@ -345,12 +439,12 @@ def test_the_first_put_makes_all_256_object_directories_at_once(local_storage, h
     from apps.imaging import objectstore
 
     monkeypatch.setattr(objectstore, "_fanned_out", set())
-    stored = object_put(hospital_key=hospital_key, source=io.BytesIO(b"dicom bytes"), size=11)
+    stored = put(b"dicom bytes", hospital_key)
     root = os.path.join(local_storage.location, "objects")
     assert sorted(os.listdir(root)) == [f"{n:02x}" for n in range(256)]
     assert synced.count(root) == 1
     del synced[:]
-    second = object_put(hospital_key=hospital_key, source=io.BytesIO(b"more bytes"), size=10)
+    second = put(b"more bytes", hospital_key)
     assert root not in synced  # made once per process
     assert read_back(stored, hospital_key) == b"dicom bytes" and read_back(second, hospital_key) == b"more bytes"
 
@@ -358,12 +452,12 @@ def test_the_first_put_makes_all_256_object_directories_at_once(local_storage, h
 def test_an_object_directory_removed_behind_the_process_is_made_again(local_storage, hospital_key, monkeypatch):
     from apps.imaging import objectstore
 
-    first = object_put(hospital_key=hospital_key, source=io.BytesIO(b"first"), size=5)
+    first = put(b"first", hospital_key)
     directory = os.path.join(local_storage.location, "objects", first.key.split("/")[1])
     os.remove(os.path.join(local_storage.location, first.key))
     os.rmdir(directory)
     fixed = uuid.UUID(hex=first.key.split("/")[2][:2] + "0" * 30)
     monkeypatch.setattr(objectstore.uuid, "uuid4", lambda: fixed)
-    second = object_put(hospital_key=hospital_key, source=io.BytesIO(b"second"), size=6)
+    second = put(b"second", hospital_key)
     assert second.key.split("/")[1] == first.key.split("/")[1]
     assert read_back(second, hospital_key) == b"second"

@@ -197,4 +197,5 @@ def _stored(instance: Instance) -> StoredObject:
         plaintext_size=instance.size,
         stored_size=instance.stored_size,
         sha256=instance.sha256,
+        sop_instance_uid=instance.sop_instance_uid,
     )

@@ -92,7 +92,7 @@ def _orphan_object(hospital, data: bytes = b"bytes whose row was never committed
     """A stored object whose instance row never committed (a crash between the write and the commit)."""
     with hospital_context(hospital):
         key = hospital_key(hospital)
-    return object_put(hospital_key=key, source=io.BytesIO(data), size=len(data)).key
+    return object_put(hospital_key=key, source=io.BytesIO(data), size=len(data), sop_instance_uid=generate_uid()).key
 
 
 def _make_old(*paths: Path) -> None:

@@ -169,3 +169,8 @@ class ReplacedInstanceVersion(TenantOwnedModel):
 
     def __str__(self) -> str:
         return str(self.public_id)
+
+    @property
+    def sop_instance_uid(self) -> str:
+        """The instance's: a replaced version was stored for the same SOP Instance UID."""
+        return str(self.instance.sop_instance_uid)
