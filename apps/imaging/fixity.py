@@ -1,10 +1,16 @@
 """Fixity: reading stored objects back and checking them against what was recorded when stored.
 
-A whole read through the object store (``object_open`` with ``rehash``) checks everything there is
-to check: that the row's wrapped key unwraps for its own object, SOP Instance UID and digest, the
-stored size, each segment's authentication tag (so a flipped bit, a cut, a reordering or a splice
-fails) and, recomputed, the SHA-256 of the plaintext recorded at ingest. Instances and the replaced versions a
+``object_verify`` reads an object whole and checks everything there is to check: that the row's
+wrapped key unwraps for its own object, SOP Instance UID and digest, the stored size, each
+segment's authentication tag (so a flipped bit, a cut, a reordering or a splice fails) and,
+recomputed, the SHA-256 of the plaintext recorded at ingest. Instances and the replaced versions a
 conflict resolution kept are both checked.
+
+An object stored before 30 November 2026 has its data key bound to its storage key alone, and
+every whole read of it rehashes. Once it passes here, its row is given the key wrapped under the
+binding (only if the row still holds the key just checked), so the sweep's rolling slices bring
+the whole archive onto the binding within one cycle. That is the only change a run makes besides
+its audit events.
 
 Rows are read per hospital, in batches of short transactions; objects are read outside any
 transaction. Each run records one ARCHIVE_VERIFIED event per hospital checked, with counts and the
@@ -26,7 +32,7 @@ from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint, Outcome
 from apps.imaging.keys import hospital_key
 from apps.imaging.models import Instance, ReplacedInstanceVersion
-from apps.imaging.objectstore import STORED_OBJECT_FIELDS, StoredObject, instance_stored_object, object_open
+from apps.imaging.objectstore import STORED_OBJECT_FIELDS, instance_stored_object, object_verify
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
 
@@ -67,6 +73,7 @@ class VerifyResult:
 
     verified: int = 0
     failed: list[str] = field(default_factory=list)  # "instance <uuid>" or "replaced-version <uuid>"
+    rebound: int = 0  # objects stored before the binding, whose key is now wrapped under it
 
     @property
     def checked(self) -> int:
@@ -109,9 +116,15 @@ def _batches(
         after_id = batch[-1].pk
 
 
-def _read_whole(key: bytes, stored: StoredObject) -> None:
-    for _piece in object_open(hospital_key=key, stored=stored, rehash=True):
-        pass
+def _rebind(hospital: Hospital, row: Any, wrapped: bytes) -> int:
+    """Record the key ``object_verify`` re-wrapped under the binding, if the row still holds the
+    key that was checked (a conflict's replacement may have swapped the object meanwhile)."""
+    with hospital_context(hospital):
+        return int(
+            type(row)
+            .objects.filter(pk=row.pk, storage_key=row.storage_key, wrapped_data_key=bytes(row.wrapped_data_key))
+            .update(wrapped_data_key=wrapped)
+        )
 
 
 def hospital_archive_verify(
@@ -120,7 +133,8 @@ def hospital_archive_verify(
     """Read back ``hospital``'s stored objects within ``scope`` and check each whole; record one
     ARCHIVE_VERIFIED event (outcome serious failure when any failed) and return the counts.
 
-    Read-only apart from the audit event, so safe to run at any time and to run again.
+    Read-only apart from the audit event and the keys of objects stored before the binding (see the
+    module docstring), so safe to run at any time and to run again.
     """
     result = VerifyResult()
     key: bytes | None = None  # asked for only when there is something to read (first use creates it)
@@ -134,13 +148,15 @@ def hospital_archive_verify(
                     key = hospital_key(hospital)
             for row in batch:
                 try:
-                    _read_whole(key or b"", instance_stored_object(row))
+                    rewrapped = object_verify(hospital_key=key or b"", stored=instance_stored_object(row))
                 except Exception as error:  # noqa: BLE001 - one bad object must not stop the others
                     # The type and the opaque id are enough; an error's text could quote stored bytes.
                     logger.warning("Fixity check failed for %s %s: %s", kind, row.public_id, type(error).__name__)
                     result.failed.append(f"{kind} {row.public_id}")
                 else:
                     result.verified += 1
+                    if rewrapped is not None:
+                        result.rebound += _rebind(hospital, row, rewrapped)
     if result.failed:
         logger.error("Fixity check: %s of %s objects of %s failed.", len(result.failed), result.checked, hospital.code)
     audit_record(
@@ -153,6 +169,7 @@ def hospital_archive_verify(
             **scope.describe(),
             "verified": result.verified,
             "failed": len(result.failed),
+            "rebound": result.rebound,
             "failed_objects": result.failed[:_AUDITED_FAILURES],
         },
     )

@@ -213,19 +213,47 @@ def object_open(
     _check_object_key(stored.key)
     if start < 0 or (end is not None and end < start):
         raise ValueError(f"Invalid range [{start}, {end}).")
-    binding = _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
-    try:
-        data_key = unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=binding)
-    except KeyUnwrapError:
-        # Stored before 30 November 2026, its key bound to the storage key alone: the digest is what
-        # ties the row to the bytes, so a whole read rehashes. Fails too for a row not its own.
-        data_key = unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=stored.key.encode())
-        rehash = True
+    data_key, bound = _data_key(hospital_key, stored)
+    # Stored before the binding, the digest is what ties the row to the bytes: a whole read rehashes.
+    rehash = rehash or not bound
     header = Header(suite=stored.suite, segment_size=stored.segment_size, plaintext_size=stored.plaintext_size)
     stop = header.plaintext_size if end is None else min(end, header.plaintext_size)
     return _plaintext_pieces(
         stored=stored, data_key=data_key, header=header, start=min(start, stop), end=stop, rehash=rehash
     )
+
+
+def _data_key(hospital_key: bytes, stored: StoredObject) -> tuple[bytes, bool]:
+    """The object's data key, and whether it is bound to the row's SOP Instance UID and digest
+    (else it was stored before 30 November 2026, with its key bound to the storage key alone).
+    A row that is not the object's own raises KeyUnwrapError either way."""
+    binding = _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
+    try:
+        return unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=binding), True
+    except KeyUnwrapError:
+        return unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=stored.key.encode()), False
+
+
+def object_verify(*, hospital_key: bytes, stored: StoredObject) -> bytes | None:
+    """Read the whole object and check everything there is to check: the key's binding, the stored
+    size, every segment's tag and, recomputed, the SHA-256 (failures raise CryptoIntegrityError).
+
+    For an object stored before the binding that passes, return its data key wrapped under the
+    binding, for the caller to record on the row in place of the old one: the check just made is
+    what the binding then vouches for on every later read. None for an object already bound.
+    """
+    _check_object_key(stored.key)
+    data_key, bound = _data_key(hospital_key, stored)
+    header = Header(suite=stored.suite, segment_size=stored.segment_size, plaintext_size=stored.plaintext_size)
+    pieces = _plaintext_pieces(
+        stored=stored, data_key=data_key, header=header, start=0, end=header.plaintext_size, rehash=True
+    )
+    for _piece in pieces:
+        pass
+    if bound:
+        return None
+    binding = _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
+    return wrap_key(kek=hospital_key, key=data_key, context=binding)
 
 
 def _plaintext_pieces(

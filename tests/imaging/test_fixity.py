@@ -1,5 +1,6 @@
 """manage.py archive_verify: stored objects read back whole and checked, failures named by public id."""
 
+import dataclasses
 import io
 from datetime import timedelta
 from pathlib import Path
@@ -12,10 +13,12 @@ from pydicom.uid import generate_uid
 from apps.audit.models import AuditEvent
 from apps.audit.vocabulary import Action, Outcome
 from apps.imaging.conflicts import ingest_conflict_replace
-from apps.imaging.crypto import TAG_SIZE
+from apps.imaging.crypto import TAG_SIZE, KeyUnwrapError, unwrap_key, wrap_key
 from apps.imaging.fixity import VerifyScope, hospital_archive_verify
 from apps.imaging.ingest import staged_object_create, staged_object_process
+from apps.imaging.keys import hospital_key
 from apps.imaging.models import IngestConflict, Instance, ReplacedInstanceVersion, StagedObject
+from apps.imaging.objectstore import _binding, instance_stored_object, object_open
 from apps.imaging.tasks import archive_verify_rolling
 from apps.tenants.context import hospital_context, platform_scope
 from tests.imaging.dicom_factory import make_ct_slice
@@ -208,3 +211,50 @@ def test_the_daily_task_reports_failures_per_hospital(archive, local_storage, se
     _flip_byte(_object_path(local_storage, instances[1].storage_key))
 
     assert archive_verify_rolling.delay().get() == {"first": 1, "second": 0}
+
+
+def _unbind(hospital, instance: Instance) -> bytes:
+    """Make ``instance``'s object look stored before 30 November 2026: its data key wrapped under
+    its storage key alone. Returns that wrapped key."""
+    with hospital_context(hospital):
+        key, stored = hospital_key(hospital), instance_stored_object(instance)
+        binding = _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
+        data_key = unwrap_key(kek=key, wrapped=stored.wrapped_data_key, context=binding)
+        legacy = wrap_key(kek=key, key=data_key, context=stored.key.encode())
+        Instance.objects.filter(pk=instance.pk).update(wrapped_data_key=legacy)
+    return legacy
+
+
+def test_an_object_stored_before_the_binding_is_bound_once_it_verifies(archive, local_storage):
+    hospital = archive.first.hospital
+    old, current = _ingest(hospital, 2)
+    legacy = _unbind(hospital, old)
+
+    output = _verify("--hospital", "first")
+
+    assert "first: verified 2, failed 0, keys bound to their instance 1" in output
+    assert _verify_events(hospital)[-1].details["rebound"] == 1
+    with hospital_context(hospital):
+        old.refresh_from_db()
+        key, stored = hospital_key(hospital), instance_stored_object(old)
+        assert bytes(old.wrapped_data_key) != legacy
+        # Now bound: a row claiming another digest no longer falls back to the storage key alone.
+        with pytest.raises(KeyUnwrapError):
+            object_open(hospital_key=key, stored=dataclasses.replace(stored, sha256=current.sha256))
+        assert b"".join(object_open(hospital_key=key, stored=stored))[128:132] == b"DICM"
+    assert "keys bound" not in _verify("--hospital", "first")
+
+
+def test_an_object_stored_before_the_binding_that_fails_keeps_its_key(archive, local_storage):
+    hospital = archive.first.hospital
+    [old] = _ingest(hospital, 1)
+    legacy = _unbind(hospital, old)
+    with hospital_context(hospital):
+        # Tags intact, digest wrong: only the rehash can tell, and it must before any re-binding.
+        Instance.objects.filter(pk=old.pk).update(sha256="0" * 64)
+
+    output = _failing("--hospital", "first")
+
+    assert "first: verified 0, failed 1" in output
+    with hospital_context(hospital):
+        assert bytes(Instance.objects.get(pk=old.pk).wrapped_data_key) == legacy

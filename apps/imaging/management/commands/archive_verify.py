@@ -10,7 +10,8 @@ class Command(BaseCommand):
     help = (
         "Read stored objects back and check each against its recorded size, SHA-256 and per-segment "
         "authentication tags, hospital by hospital. Names failed objects by public id only; exits "
-        "non-zero if any failed."
+        "non-zero if any failed. Objects stored before 30 November 2026 that pass have their data key "
+        "re-wrapped, bound to their instance and digest."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -32,7 +33,10 @@ class Command(BaseCommand):
         for hospital in hospitals:
             result = hospital_archive_verify(hospital=hospital, scope=scope)
             # Counts and opaque ids only: nothing here names a patient or a study.
-            self.stdout.write(f"{hospital.code}: verified {result.verified}, failed {len(result.failed)}")
+            line = f"{hospital.code}: verified {result.verified}, failed {len(result.failed)}"
+            if result.rebound:
+                line += f", keys bound to their instance {result.rebound}"
+            self.stdout.write(line)
             for name in result.failed:
                 self.stdout.write(f"  failed: {name}")
             failed += len(result.failed)
