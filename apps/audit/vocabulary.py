@@ -44,6 +44,7 @@ class Action(models.TextChoices):
     INSTANCE_REPLACED = "instance_replaced", _("DICOM instance replaced by a conflicting one")
     ARCHIVE_SWEPT = "archive_swept", _("Orphaned archive files removed")
     ARCHIVE_VERIFIED = "archive_verified", _("Stored objects verified (fixity check)")
+    STORAGE_KEY_REWRAPPED = "storage_key_rewrapped", _("Hospital storage key wrapped under a new master key")
     DICOM_ASSOCIATION_REFUSED = "dicom_association_refused", _("DICOM association refused")
     DICOM_NODE_REGISTERED = "dicom_node_registered", _("DICOM node registered")
     DICOM_NODE_CHANGED = "dicom_node_changed", _("DICOM node changed")
@@ -131,6 +132,7 @@ DICOM_EVENTS: dict[str, DicomEvent] = {
     # stored object back to check it is action R; the outcome says whether any failed.
     Action.ARCHIVE_SWEPT: DicomEvent("110103", "DICOM Instances Accessed", action_code="D"),
     Action.ARCHIVE_VERIFIED: DicomEvent("110103", "DICOM Instances Accessed", action_code="R"),
+    Action.STORAGE_KEY_REWRAPPED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "U"),
     Action.DICOM_ASSOCIATION_REFUSED: DicomEvent(*_SECURITY, "110126", "Node Authentication"),
     Action.DICOM_NODE_REGISTERED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "C"),
     Action.DICOM_NODE_CHANGED: DicomEvent(*_SECURITY, "110129", "Security Configuration", "U"),

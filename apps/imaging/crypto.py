@@ -86,12 +86,24 @@ def master_key() -> bytes:
     if not configured:
         hkdf = HKDF(algorithm=hashes.SHA256(), length=KEK_SIZE, salt=None, info=_MASTER_KEY_INFO)
         return hkdf.derive(settings.SECRET_KEY.encode())
+    return _decoded_master_key(configured, "STORAGE_MASTER_KEY")
+
+
+def master_key_fallbacks() -> list[bytes]:
+    """The previous master keys (``STORAGE_MASTER_KEY_FALLBACKS``), which still unwrap hospital keys
+    until ``manage.py storage_keys_rewrap`` has wrapped them all under the current one."""
+    return [
+        _decoded_master_key(value, "STORAGE_MASTER_KEY_FALLBACKS") for value in settings.STORAGE_MASTER_KEY_FALLBACKS
+    ]
+
+
+def _decoded_master_key(value: str, name: str) -> bytes:
     try:
-        key = base64.b64decode(configured, validate=True)
+        key = base64.b64decode(value, validate=True)
     except ValueError as error:
-        raise ImproperlyConfigured("STORAGE_MASTER_KEY is not valid base64 (expected 32 random bytes).") from error
+        raise ImproperlyConfigured(f"{name} is not valid base64 (expected 32 random bytes).") from error
     if len(key) != KEK_SIZE:
-        raise ImproperlyConfigured(f"STORAGE_MASTER_KEY must decode to {KEK_SIZE} bytes, not {len(key)}.")
+        raise ImproperlyConfigured(f"{name} must decode to {KEK_SIZE} bytes, not {len(key)}.")
     return key
 
 

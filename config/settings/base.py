@@ -146,6 +146,11 @@ STORAGES = {
 # itself wrapped by this master key (32 bytes, base64). The demo derives one from SECRET_KEY;
 # production.py requires it.
 STORAGE_MASTER_KEY = env_str("STORAGE_MASTER_KEY") or ""
+# Previous master keys (base64, comma-separated; a secret, so _FILE works too), which still unwrap
+# hospital keys until `manage.py storage_keys_rewrap` has wrapped them under STORAGE_MASTER_KEY.
+STORAGE_MASTER_KEY_FALLBACKS = [
+    value.strip() for value in (env_str("STORAGE_MASTER_KEY_FALLBACKS") or "").split(",") if value.strip()
+]
 STORAGE_CIPHER = env_str("STORAGE_CIPHER", "aes-256-gcm")  # or "sm4-gcm" (商用密码)
 STORAGE_SEGMENT_SIZE = env_int("STORAGE_SEGMENT_SIZE", 1024 * 1024)
 STAGING_DIR = Path(env_str("STAGING_DIR") or VAR_DIR / "staging")
