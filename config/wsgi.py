@@ -2,6 +2,10 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from apps.core.hardening import harden_process
+
+# Before anything is decrypted in this process: no core dumps, no new privileges.
+harden_process()
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.base")
 application = get_wsgi_application()
 

@@ -1,8 +1,9 @@
 """Envelope encryption for stored DICOM objects, and the segmented format the bytes are kept in.
 
-Every object has its own random data key. The hospital's key wraps the data key (AES-256-GCM, with the
-object's storage key as associated data, so a wrapped key copied onto another object, or tried with
-another hospital's key, does not unwrap), and :func:`master_key` wraps the hospital keys in turn.
+Every object has its own random data key. The hospital's key wraps the data key (AES-256-GCM, with
+associated data naming the object: its storage key, its SOP Instance UID and digest, see
+apps.imaging.objectstore; so a wrapped key copied onto another object, or tried with another
+hospital's key, does not unwrap), and :func:`master_key` wraps the hospital keys in turn.
 
 Objects are encrypted in independent segments, so that a byte range (one frame, a resumed download)
 is decrypted without reading the whole object and memory stays bounded for objects of any size.
@@ -112,21 +113,21 @@ def new_key(suite: str) -> bytes:
     return os.urandom(_key_size(suite))
 
 
-def _check_kek(kek: bytes) -> None:
+def check_kek(kek: bytes) -> None:
     if len(kek) != KEK_SIZE:
         raise ValueError(f"A key-encryption key must be {KEK_SIZE} bytes, not {len(kek)}.")
 
 
 def wrap_key(*, kek: bytes, key: bytes, context: bytes) -> bytes:
     """Encrypt ``key`` under ``kek``, bound to ``context`` so the result only unwraps where it belongs."""
-    _check_kek(kek)
+    check_kek(kek)
     nonce = os.urandom(NONCE_SIZE)
     return nonce + AESGCM(kek).encrypt(nonce, key, context)
 
 
 def unwrap_key(*, kek: bytes, wrapped: bytes, context: bytes) -> bytes:
     """Recover a key from :func:`wrap_key`; a wrong key, context or any altered byte raises KeyUnwrapError."""
-    _check_kek(kek)
+    check_kek(kek)
     if len(wrapped) < NONCE_SIZE + TAG_SIZE:
         raise KeyUnwrapError("The wrapped key is too short.")
     try:

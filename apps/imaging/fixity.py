@@ -17,6 +17,7 @@ transaction. Each run records one ARCHIVE_VERIFIED event per hospital checked, w
 public ids of the objects that failed (opaque, naming no patient), in that hospital's audit chain.
 """
 
+import io
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,12 +28,14 @@ from django.conf import settings
 from django.db.models import F
 from django.db.models.functions import Mod
 from django.utils import timezone
+from pydicom import dcmread
 
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint, Outcome
+from apps.imaging.crypto import CryptoIntegrityError
 from apps.imaging.keys import hospital_key
 from apps.imaging.models import Instance, ReplacedInstanceVersion
-from apps.imaging.objectstore import STORED_OBJECT_FIELDS, instance_stored_object, object_verify
+from apps.imaging.objectstore import STORED_OBJECT_FIELDS, StoredObject, instance_stored_object, object_verify
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
 
@@ -116,6 +119,28 @@ def _batches(
         after_id = batch[-1].pk
 
 
+def _names_its_instance(head: bytes, stored: StoredObject) -> bool:
+    """Whether the first bytes of an object stored before the binding hold the SOP Instance UID its
+    row names (in the file meta and the data set), which the old wrapping did not vouch for.
+
+    An object that names another instance is a row pointing at the wrong object: a failure. A
+    header that ``head`` does not hold whole (pydicom reads a cut value without complaint, so the
+    read must stop at Pixel Data before the end of ``head``) leaves the object unbound (False).
+    """
+    stream = io.BytesIO(head)
+    try:
+        dataset = dcmread(stream, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+    except Exception:  # noqa: BLE001 - unreadable from here: cannot tell, so leave it unbound
+        dataset = None
+    if dataset is None or not (len(head) == stored.plaintext_size or stream.tell() < len(head)):
+        logger.warning("Fixity check: an object's header is larger than the part read; left unbound.")
+        return False
+    named = {str(dataset.file_meta.get("MediaStorageSOPInstanceUID", "")), str(dataset.get("SOPInstanceUID", ""))}
+    if named != {stored.sop_instance_uid}:
+        raise CryptoIntegrityError(f"{stored.key} holds another SOP Instance UID than its row names.")
+    return True
+
+
 def _rebind(hospital: Hospital, row: Any, wrapped: bytes) -> int:
     """Record the key ``object_verify`` re-wrapped under the binding, if the row still holds the
     key that was checked (a conflict's replacement may have swapped the object meanwhile)."""
@@ -148,15 +173,17 @@ def hospital_archive_verify(
                     key = hospital_key(hospital)
             for row in batch:
                 try:
-                    rewrapped = object_verify(hospital_key=key or b"", stored=instance_stored_object(row))
+                    stored = instance_stored_object(row)
+                    verified = object_verify(hospital_key=key or b"", stored=stored)
+                    rebind = verified.rewrapped is not None and _names_its_instance(verified.head, stored)
                 except Exception as error:  # noqa: BLE001 - one bad object must not stop the others
                     # The type and the opaque id are enough; an error's text could quote stored bytes.
                     logger.warning("Fixity check failed for %s %s: %s", kind, row.public_id, type(error).__name__)
                     result.failed.append(f"{kind} {row.public_id}")
                 else:
                     result.verified += 1
-                    if rewrapped is not None:
-                        result.rebound += _rebind(hospital, row, rewrapped)
+                    if rebind and verified.rewrapped is not None:
+                        result.rebound += _rebind(hospital, row, verified.rewrapped)
     if result.failed:
         logger.error("Fixity check: %s of %s objects of %s failed.", len(result.failed), result.checked, hospital.code)
     audit_record(

@@ -7,15 +7,20 @@ wraps. The caller keeps the returned :class:`StoredObject` (on the instance's ro
 wrapped key the stored bytes cannot be read.
 
 The data key is wrapped after the bytes are encrypted, bound to the object's storage key, the SOP
-Instance UID it was stored for and the SHA-256 of its bytes (:func:`_binding`). A row that names
-another object (its key, its wrapped key, even its digest) under its own SOP Instance UID, or that
-names an earlier version of its own instance under its current digest, cannot unwrap the data key:
-the read fails before a byte is returned. With every segment's AES-GCM tag verified (the header fixes
-the length and the segment count, only the last segment carries the final flag), a whole read then
-returns exactly the bytes whose digest the row records, without hashing them again; the fixity
-sweep (``archive_verify``) still recomputes every digest. Objects stored before 30 November 2026 have
-their data key bound to the storage key alone: they are read with the SHA-256 check on every whole
-read, as they always were.
+Instance UID it was stored for and the SHA-256 of its bytes (:func:`_binding`). A row whose
+stored-object columns name another instance's object (its key, its wrapped key, even its digest),
+or an earlier version of its own instance under the current digest, cannot unwrap the data key: the
+read fails before a byte of that object is returned. With every segment's AES-GCM tag verified (the
+header fixes the length and the segment count, only the last segment carries the final flag), a
+whole read then returns exactly the bytes whose digest the row records, without hashing them again;
+the fixity sweep (``archive_verify``, :func:`object_verify`) still recomputes every digest.
+
+Objects stored by releases before this binding (before 30 November 2026) have their data key bound
+to the storage key alone. While ``STORAGE_LEGACY_KEY_WRAPPING`` is on (the default) they are still
+read, with the SHA-256 check on every whole read, and the fixity sweep binds each once it passes.
+Such a key ties nothing but the storage key, so a row copied whole from another legacy row would
+read; once a full ``archive_verify`` has bound them all, turning the setting off refuses every key
+wrapped that way, including old copies in backups.
 """
 
 import hashlib
@@ -39,6 +44,7 @@ from apps.imaging.crypto import (
     CryptoIntegrityError,
     Header,
     KeyUnwrapError,
+    check_kek,
     ciphertext_range,
     decrypt_stream,
     encrypt_stream,
@@ -49,6 +55,9 @@ from apps.imaging.crypto import (
 from apps.imaging.durable import DeferredWrites, make_directory_fan, write_durably
 
 OBJECT_KEY_PATTERN = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{32}$")
+# How much of an object stored before the binding ``object_verify`` keeps for its caller to read
+# the SOP Instance UID from (a header larger than this leaves the object unbound).
+VERIFY_HEAD_SIZE = 1024 * 1024
 # Ciphertext beyond this spills from memory to a temporary file while an upload is prepared.
 _SPOOL_MAX_SIZE = 1024 * 1024
 
@@ -150,6 +159,7 @@ def object_put(
     """
     if not sop_instance_uid:
         raise ValueError("An object is stored for a SOP Instance UID; none was given.")
+    check_kek(hospital_key)  # the key is wrapped only after the write: a wrong one fails first
     chosen_suite: str = suite or settings.STORAGE_CIPHER or AES_256_GCM
     chosen_segment_size: int = segment_size or settings.STORAGE_SEGMENT_SIZE
     object_id = uuid.uuid4().hex
@@ -231,29 +241,41 @@ def _data_key(hospital_key: bytes, stored: StoredObject) -> tuple[bytes, bool]:
     try:
         return unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=binding), True
     except KeyUnwrapError:
+        if not settings.STORAGE_LEGACY_KEY_WRAPPING:
+            raise
         return unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=stored.key.encode()), False
 
 
-def object_verify(*, hospital_key: bytes, stored: StoredObject) -> bytes | None:
+@dataclass(frozen=True)
+class Verified:
+    """What :func:`object_verify` found besides that the object passed."""
+
+    # For an object stored before the binding: its data key wrapped under the binding, for the
+    # caller to record on the row in place of the old one once it has checked ``head``.
+    rewrapped: bytes | None = None
+    # For such an object, its first plaintext bytes (``VERIFY_HEAD_SIZE``), where the SOP Instance UID
+    # it was stored for can be read: the old wrapping did not vouch for it.
+    head: bytes = b""
+
+
+def object_verify(*, hospital_key: bytes, stored: StoredObject) -> Verified:
     """Read the whole object and check everything there is to check: the key's binding, the stored
     size, every segment's tag and, recomputed, the SHA-256 (failures raise CryptoIntegrityError).
-
-    For an object stored before the binding that passes, return its data key wrapped under the
-    binding, for the caller to record on the row in place of the old one: the check just made is
-    what the binding then vouches for on every later read. None for an object already bound.
-    """
+    An object stored before the binding comes back with its key re-wrapped (:class:`Verified`)."""
     _check_object_key(stored.key)
     data_key, bound = _data_key(hospital_key, stored)
     header = Header(suite=stored.suite, segment_size=stored.segment_size, plaintext_size=stored.plaintext_size)
     pieces = _plaintext_pieces(
         stored=stored, data_key=data_key, header=header, start=0, end=header.plaintext_size, rehash=True
     )
-    for _piece in pieces:
-        pass
+    head = b""
+    for piece in pieces:
+        if not bound and len(head) < VERIFY_HEAD_SIZE:
+            head += piece[: VERIFY_HEAD_SIZE - len(head)]
     if bound:
-        return None
+        return Verified()
     binding = _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
-    return wrap_key(kek=hospital_key, key=data_key, context=binding)
+    return Verified(rewrapped=wrap_key(kek=hospital_key, key=data_key, context=binding), head=head)
 
 
 def _plaintext_pieces(

@@ -12,13 +12,14 @@ from pydicom.uid import generate_uid
 
 from apps.audit.models import AuditEvent
 from apps.audit.vocabulary import Action, Outcome
+from apps.imaging import objectstore
 from apps.imaging.conflicts import ingest_conflict_replace
 from apps.imaging.crypto import TAG_SIZE, KeyUnwrapError, unwrap_key, wrap_key
 from apps.imaging.fixity import VerifyScope, hospital_archive_verify
 from apps.imaging.ingest import staged_object_create, staged_object_process
 from apps.imaging.keys import hospital_key
 from apps.imaging.models import IngestConflict, Instance, ReplacedInstanceVersion, StagedObject
-from apps.imaging.objectstore import _binding, instance_stored_object, object_open
+from apps.imaging.objectstore import STORED_OBJECT_FIELDS, _binding, instance_stored_object, object_open
 from apps.imaging.tasks import archive_verify_rolling
 from apps.tenants.context import hospital_context, platform_scope
 from tests.imaging.dicom_factory import make_ct_slice
@@ -158,7 +159,8 @@ def test_the_output_and_the_audit_trail_name_no_patient(archive, local_storage):
             assert secret not in text
 
 
-def test_a_replaced_version_is_checked_too(archive, local_storage):
+def _replaced_version(archive) -> ReplacedInstanceVersion:
+    """An instance of hospital "first" replaced by a conflicting object: its earlier version kept."""
     hospital = archive.first.hospital
     placement = {"SOPInstanceUID": generate_uid(), "SeriesInstanceUID": generate_uid()}
     _ingest(hospital, 1, StudyDescription="one", **placement)
@@ -172,13 +174,23 @@ def test_a_replaced_version_is_checked_too(archive, local_storage):
         ingest_conflict_replace(
             conflict=IngestConflict.objects.get(staged=staged), actor=archive.first["hospital_admin"]
         )
-        version = ReplacedInstanceVersion.objects.get()
+        return ReplacedInstanceVersion.objects.get()
+
+
+def test_a_replaced_version_is_checked_too(archive, local_storage):
+    version = _replaced_version(archive)
     _flip_byte(_object_path(local_storage, version.storage_key))
 
     output = _failing("--hospital", "first")
 
     assert "first: verified 1, failed 1" in output
     assert f"failed: replaced-version {version.public_id}" in output
+
+
+def test_an_intact_replaced_version_verifies_under_its_instances_uid(archive, local_storage):
+    _replaced_version(archive)
+
+    assert "first: verified 2, failed 0" in _verify("--hospital", "first")
 
 
 def test_hospital_limit_and_since_days_narrow_the_check(archive, local_storage):
@@ -256,5 +268,36 @@ def test_an_object_stored_before_the_binding_that_fails_keeps_its_key(archive, l
     output = _failing("--hospital", "first")
 
     assert "first: verified 0, failed 1" in output
+    with hospital_context(hospital):
+        assert bytes(Instance.objects.get(pk=old.pk).wrapped_data_key) == legacy
+
+
+def test_a_row_pointing_at_another_legacy_object_fails_and_is_not_bound(archive, local_storage):
+    """Before the binding only the digest tied a row to its bytes: a row given every stored-object
+    column of another instance's object passes the rehash, but the object names another instance."""
+    hospital = archive.first.hospital
+    theirs, ours = _ingest(hospital, 2)
+    _unbind(hospital, theirs)
+    with hospital_context(hospital):
+        theirs.refresh_from_db()
+        columns = {field: getattr(theirs, field) for field in STORED_OBJECT_FIELDS}
+        Instance.objects.filter(pk=theirs.pk).update(storage_key="objects/00/" + "0" * 32)
+        Instance.objects.filter(pk=ours.pk).update(**columns)
+        pointing = bytes(Instance.objects.get(pk=ours.pk).wrapped_data_key)
+
+    output = _failing("--hospital", "first")
+
+    assert f"failed: instance {ours.public_id}" in output and "keys bound" not in output
+    with hospital_context(hospital):
+        assert bytes(Instance.objects.get(pk=ours.pk).wrapped_data_key) == pointing
+
+
+def test_a_legacy_object_whose_header_is_too_large_to_read_stays_unbound(archive, local_storage, monkeypatch):
+    hospital = archive.first.hospital
+    [old] = _ingest(hospital, 1)
+    legacy = _unbind(hospital, old)
+    monkeypatch.setattr(objectstore, "VERIFY_HEAD_SIZE", 200)  # cut inside the header
+
+    assert "first: verified 1, failed 0\n" in _verify("--hospital", "first")
     with hospital_context(hospital):
         assert bytes(Instance.objects.get(pk=old.pk).wrapped_data_key) == legacy

@@ -265,6 +265,17 @@ def test_an_object_stored_before_the_binding_still_reads_and_is_rehashed(local_s
         object_open(hospital_key=hospital_key, stored=dataclasses.replace(old, key=other.key))
 
 
+def test_with_legacy_key_wrapping_off_only_bound_keys_unwrap(local_storage, hospital_key: bytes, settings):
+    """Once every object is bound, an old wrapped key (a backup's, say) no longer opens anything."""
+    bound = put(b"bound object", hospital_key)
+    old = legacy(put(b"legacy object", hospital_key), hospital_key)
+    settings.STORAGE_LEGACY_KEY_WRAPPING = False
+
+    assert read_back(bound, hospital_key) == b"bound object"
+    with pytest.raises(KeyUnwrapError):
+        object_open(hospital_key=hospital_key, stored=old)
+
+
 def test_source_shorter_than_declared_stores_nothing(local_storage, hospital_key: bytes):
     with pytest.raises(ValueError, match="declared"):
         object_put(hospital_key=hospital_key, source=io.BytesIO(b"short"), size=6, sop_instance_uid=generate_uid())

@@ -11,6 +11,7 @@ from multiprocessing.connection import Connection
 
 from pydicom import config
 
+from apps.core.hardening import harden_process
 from apps.imaging.dicom.prepare import prepare_or_none
 
 READY = "ready"
@@ -31,6 +32,8 @@ def serve(requests: Connection, results: Connection) -> None:
 
 
 def main() -> None:
+    # It holds the objects it parses: no core dumps, no new privileges.
+    harden_process()
     requests = Connection(os.dup(0), writable=False)
     results = Connection(os.dup(1), readable=False)
     # Anything printed goes to the log (standard error), never into the results.

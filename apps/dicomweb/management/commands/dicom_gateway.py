@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apps.core.hardening import harden_process
 from apps.dicomweb.gateway import DEFAULT_AE_TITLE, DEFAULT_HOST, DEFAULT_PORT, gateway_start, gateway_stop, tls_context
 
 
@@ -37,6 +38,7 @@ class Command(BaseCommand):
         except (OSError, ValueError) as error:
             raise CommandError(f"Cannot load the TLS files: {error}") from error
 
+        harden_process()  # it holds what it receives: no core dumps, no new privileges
         try:
             server = gateway_start(
                 host=options["host"], port=options["port"], ae_title=ae_title, ssl_context=ssl_context
