@@ -81,15 +81,17 @@ def _acting_for_event(hospital: Hospital | None) -> Iterator[None]:
 
 @contextmanager
 def _append_transaction(hospital: Hospital | None) -> Iterator[None]:
-    """The savepoint an append runs in, acting for the event's chain.
+    """The transaction an append runs in, acting for the event's chain.
 
-    When the transaction already acts for that hospital (nearly always), one savepoint. Otherwise
-    the switch of hospital sits between two: the inner one rolls back a failed append before the
+    When the transaction already acts for that hospital (nearly always), the transaction itself,
+    with no savepoint: an append that fails fails the whole unit of work (an access that cannot be
+    recorded must not happen), so there is nothing to roll back to. Otherwise the switch of
+    hospital sits between two savepoints: the inner one rolls back a failed append before the
     previous hospital is restored, inside the outer one.
     """
     previous = current_hospital()
     if (previous.pk if previous else None) == (hospital.pk if hospital else None):
-        with transaction.atomic():
+        with transaction.atomic(savepoint=False):
             yield
         return
     with transaction.atomic(), _acting_for_event(hospital), transaction.atomic():

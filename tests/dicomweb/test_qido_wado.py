@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from pydicom.uid import generate_uid
 
 from apps.imaging.crypto import KeyUnwrapError
@@ -193,6 +195,16 @@ def test_stored_object_holds_no_plaintext(client, archive, local_storage):
         data = name.read_bytes()
         assert marker not in data
         assert "张^三".encode("gb18030") not in data
+
+
+def test_an_audited_search_takes_no_savepoint_of_its_own(client, archive):
+    """The audit event goes into the request's transaction as it is: one savepoint in all, the one
+    the request's own block becomes inside a test's transaction (in production: none)."""
+    with CaptureQueriesContext(connection) as queries:
+        assert _qido(client, archive["token"], PatientID="P-ZHANG").status_code == 200
+    statements = [query["sql"] for query in queries.captured_queries]
+    assert sum(sql.startswith("SAVEPOINT") for sql in statements) == 1
+    assert any(sql.startswith('INSERT INTO "audit_auditevent"') for sql in statements)
 
 
 def test_queries_and_retrievals_are_audited_without_patient_values(client, archive, world):
