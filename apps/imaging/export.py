@@ -4,9 +4,10 @@ File names are File IDs (``DICOM/PT000000/ST000000/SE000000/IM000000``, the DICO
 eight characters per component, nothing taken from the data), so no patient data reaches a file
 name. The DICOMDIR is built by pydicom's FileSet from the sealed headers kept at ingest; the files
 themselves are decrypted object by object through :func:`apps.imaging.objectstore.object_open`,
-which checks every segment and, at the end of each object, the SHA-256 recorded when it was
-received. A failed check raises mid-stream, so a damaged object ends the download instead of
-reaching the patient silently altered.
+which unwraps each object's key only for the row's own object, SOP Instance UID and digest and
+checks every segment's tag (objects stored before that binding: the SHA-256 recorded when it was
+received, at the end of each). A failed check raises mid-stream, so a damaged object ends the
+download instead of reaching the patient silently altered.
 
 Memory stays bounded: the zip is written to a sink that is emptied after every write, entries are
 stored (DICOM pixel data is already what the scanner produced) with sizes known up front, and the
