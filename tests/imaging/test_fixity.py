@@ -12,7 +12,7 @@ from pydicom.uid import generate_uid
 
 from apps.audit.models import AuditEvent
 from apps.audit.vocabulary import Action, Outcome
-from apps.imaging import objectstore
+from apps.imaging import fixity, objectstore
 from apps.imaging.conflicts import ingest_conflict_replace
 from apps.imaging.crypto import TAG_SIZE, KeyUnwrapError, unwrap_key, wrap_key
 from apps.imaging.fixity import VerifyScope, hospital_archive_verify
@@ -301,3 +301,28 @@ def test_a_legacy_object_whose_header_is_too_large_to_read_stays_unbound(archive
     assert "first: verified 1, failed 0\n" in _verify("--hospital", "first")
     with hospital_context(hospital):
         assert bytes(Instance.objects.get(pk=old.pk).wrapped_data_key) == legacy
+
+
+def test_a_row_changed_while_its_object_was_checked_is_not_rebound(archive, local_storage, monkeypatch):
+    """The re-wrapped key is recorded only if the row still holds the key that was checked (a
+    conflict's replacement may swap the object in between)."""
+    hospital = archive.first.hospital
+    [old] = _ingest(hospital, 1)
+    _unbind(hospital, old)
+    swapped = b"a key written by a concurrent replacement"
+    real_verify = fixity.object_verify
+
+    def verify_then_swap(**arguments):
+        verified = real_verify(**arguments)
+        with hospital_context(hospital):
+            Instance.objects.filter(pk=old.pk).update(wrapped_data_key=swapped)
+        return verified
+
+    monkeypatch.setattr(fixity, "object_verify", verify_then_swap)
+
+    output = _verify("--hospital", "first")
+
+    assert "first: verified 1, failed 0\n" in output
+    assert _verify_events(hospital)[-1].details["rebound"] == 0
+    with hospital_context(hospital):
+        assert bytes(Instance.objects.get(pk=old.pk).wrapped_data_key) == swapped
