@@ -136,6 +136,10 @@ def _names_its_instance(head: bytes, stored: StoredObject) -> bool:
         logger.warning("Fixity check: an object's header is larger than the part read; left unbound.")
         return False
     named = {str(dataset.file_meta.get("MediaStorageSOPInstanceUID", "")), str(dataset.get("SOPInstanceUID", ""))}
+    named.discard("")
+    if not named:
+        logger.warning("Fixity check: an object's header names no SOP Instance UID; left unbound.")
+        return False
     if named != {stored.sop_instance_uid}:
         raise CryptoIntegrityError(f"{stored.key} holds another SOP Instance UID than its row names.")
     return True
