@@ -77,6 +77,9 @@ class VerifyResult:
     verified: int = 0
     failed: list[str] = field(default_factory=list)  # "instance <uuid>" or "replaced-version <uuid>"
     rebound: int = 0  # objects stored before the binding, whose key is now wrapped under it
+    # Objects stored before the binding that passed but stay as they were (a header not read whole,
+    # naming no SOP Instance UID, or a row changed meanwhile): they need the legacy wrapping still.
+    left_unbound: int = 0
 
     @property
     def checked(self) -> int:
@@ -186,8 +189,10 @@ def hospital_archive_verify(
                     result.failed.append(f"{kind} {row.public_id}")
                 else:
                     result.verified += 1
-                    if rebind and verified.rewrapped is not None:
-                        result.rebound += _rebind(hospital, row, verified.rewrapped)
+                    if verified.rewrapped is not None:
+                        bound = rebind and _rebind(hospital, row, verified.rewrapped)
+                        result.rebound += int(bound)
+                        result.left_unbound += int(not bound)
     if result.failed:
         logger.error("Fixity check: %s of %s objects of %s failed.", len(result.failed), result.checked, hospital.code)
     audit_record(
@@ -201,6 +206,7 @@ def hospital_archive_verify(
             "verified": result.verified,
             "failed": len(result.failed),
             "rebound": result.rebound,
+            "left_unbound": result.left_unbound,
             "failed_objects": result.failed[:_AUDITED_FAILURES],
         },
     )

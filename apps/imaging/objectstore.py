@@ -19,8 +19,8 @@ Objects stored by releases before this binding (before 30 November 2026) have th
 to the storage key alone. While ``STORAGE_LEGACY_KEY_WRAPPING`` is on (the default) they are still
 read, with the SHA-256 check on every whole read, and the fixity sweep binds each once it passes.
 Such a key ties nothing but the storage key, so a row copied whole from another legacy row would
-read; once a full ``archive_verify`` has bound them all, turning the setting off refuses every key
-wrapped that way, including old copies in backups.
+read; once a full ``archive_verify`` has bound them all (none failed, none left unbound), turning
+the setting off refuses every key wrapped that way, including old copies in backups.
 """
 
 import hashlib
@@ -57,7 +57,7 @@ from apps.imaging.durable import DeferredWrites, make_directory_fan, write_durab
 OBJECT_KEY_PATTERN = re.compile(r"^objects/[0-9a-f]{2}/[0-9a-f]{32}$")
 # How much of an object stored before the binding ``object_verify`` keeps for its caller to read
 # the SOP Instance UID from (a header larger than this leaves the object unbound).
-VERIFY_HEAD_SIZE = 1024 * 1024
+VERIFY_HEAD_SIZE = 8 * 1024 * 1024
 # Ciphertext beyond this spills from memory to a temporary file while an upload is prepared.
 _SPOOL_MAX_SIZE = 1024 * 1024
 

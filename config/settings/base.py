@@ -153,7 +153,8 @@ STORAGE_MASTER_KEY_FALLBACKS = [
 ]
 # Objects stored before 30 November 2026 have their data key bound to the storage key alone; they
 # are read (and rehashed) while this is on, and `archive_verify` binds each once it passes. Turn it
-# off once a full archive_verify run binds none and fails none (apps.imaging.objectstore).
+# off once a full archive_verify run binds none, leaves none unbound and fails none
+# (apps.imaging.objectstore).
 STORAGE_LEGACY_KEY_WRAPPING = env_bool("STORAGE_LEGACY_KEY_WRAPPING", True)
 STORAGE_CIPHER = env_str("STORAGE_CIPHER", "aes-256-gcm")  # or "sm4-gcm" (商用密码)
 STORAGE_SEGMENT_SIZE = env_int("STORAGE_SEGMENT_SIZE", 1024 * 1024)

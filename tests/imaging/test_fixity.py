@@ -298,7 +298,8 @@ def test_a_legacy_object_whose_header_is_too_large_to_read_stays_unbound(archive
     legacy = _unbind(hospital, old)
     monkeypatch.setattr(objectstore, "VERIFY_HEAD_SIZE", 200)  # cut inside the header
 
-    assert "first: verified 1, failed 0\n" in _verify("--hospital", "first")
+    assert "first: verified 1, failed 0, older keys left unbound 1\n" in _verify("--hospital", "first")
+    assert _verify_events(hospital)[-1].details["left_unbound"] == 1
     with hospital_context(hospital):
         assert bytes(Instance.objects.get(pk=old.pk).wrapped_data_key) == legacy
 
@@ -322,7 +323,7 @@ def test_a_row_changed_while_its_object_was_checked_is_not_rebound(archive, loca
 
     output = _verify("--hospital", "first")
 
-    assert "first: verified 1, failed 0\n" in output
+    assert "first: verified 1, failed 0, older keys left unbound 1\n" in output
     assert _verify_events(hospital)[-1].details["rebound"] == 0
     with hospital_context(hospital):
         assert bytes(Instance.objects.get(pk=old.pk).wrapped_data_key) == swapped

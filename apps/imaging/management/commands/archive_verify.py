@@ -36,6 +36,8 @@ class Command(BaseCommand):
             line = f"{hospital.code}: verified {result.verified}, failed {len(result.failed)}"
             if result.rebound:
                 line += f", keys bound to their instance {result.rebound}"
+            if result.left_unbound:
+                line += f", older keys left unbound {result.left_unbound}"
             self.stdout.write(line)
             for name in result.failed:
                 self.stdout.write(f"  failed: {name}")
