@@ -52,7 +52,8 @@ def env_int(name: str, default: int) -> int:
 
 
 def env_list(name: str, default: list[str]) -> list[str]:
-    raw = os.environ.get(name)
+    """Comma-separated values; like every setting, from ``NAME_FILE`` where that is given."""
+    raw = env_str(name)
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]

@@ -213,8 +213,8 @@ def object_open(
     """Stream the plaintext bytes [start, end) of a stored object, checking every segment read.
 
     The data key is unwrapped before this returns, so a wrong hospital key, or a row that does not
-    name the object's own key, SOP Instance UID and digest, fails at the call, before a response has
-    started; the storage is opened when iteration begins, and its size checked. ``rehash``:
+    name the object's own key, SOP Instance UID and digest, fails at the call, before any byte is
+    read; the storage is opened when iteration begins, and its size checked. ``rehash``:
     recompute the SHA-256 of a whole read and compare it with the recorded one (the fixity sweep);
     objects stored before the binding are always rehashed on a whole read. That check can only come
     after the last byte. Failures raise CryptoIntegrityError.
@@ -226,18 +226,27 @@ def object_open(
     data_key, bound = _data_key(hospital_key, stored)
     # Stored before the binding, the digest is what ties the row to the bytes: a whole read rehashes.
     rehash = rehash or not bound
-    header = Header(suite=stored.suite, segment_size=stored.segment_size, plaintext_size=stored.plaintext_size)
+    header = _header(stored)
     stop = header.plaintext_size if end is None else min(end, header.plaintext_size)
     return _plaintext_pieces(
         stored=stored, data_key=data_key, header=header, start=min(start, stop), end=stop, rehash=rehash
     )
 
 
+def _header(stored: StoredObject) -> Header:
+    """The header the object must carry, as its row records it."""
+    return Header(suite=stored.suite, segment_size=stored.segment_size, plaintext_size=stored.plaintext_size)
+
+
+def _stored_binding(stored: StoredObject) -> bytes:
+    return _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
+
+
 def _data_key(hospital_key: bytes, stored: StoredObject) -> tuple[bytes, bool]:
     """The object's data key, and whether it is bound to the row's SOP Instance UID and digest
     (else it was stored before 30 November 2026, with its key bound to the storage key alone).
     A row that is not the object's own raises KeyUnwrapError either way."""
-    binding = _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
+    binding = _stored_binding(stored)
     try:
         return unwrap_key(kek=hospital_key, wrapped=stored.wrapped_data_key, context=binding), True
     except KeyUnwrapError:
@@ -264,7 +273,7 @@ def object_verify(*, hospital_key: bytes, stored: StoredObject) -> Verified:
     An object stored before the binding comes back with its key re-wrapped (:class:`Verified`)."""
     _check_object_key(stored.key)
     data_key, bound = _data_key(hospital_key, stored)
-    header = Header(suite=stored.suite, segment_size=stored.segment_size, plaintext_size=stored.plaintext_size)
+    header = _header(stored)
     pieces = _plaintext_pieces(
         stored=stored, data_key=data_key, header=header, start=0, end=header.plaintext_size, rehash=True
     )
@@ -274,7 +283,7 @@ def object_verify(*, hospital_key: bytes, stored: StoredObject) -> Verified:
             head += piece[: VERIFY_HEAD_SIZE - len(head)]
     if bound:
         return Verified()
-    binding = _binding(key=stored.key, sop_instance_uid=stored.sop_instance_uid, sha256=stored.sha256)
+    binding = _stored_binding(stored)
     return Verified(rewrapped=wrap_key(kek=hospital_key, key=data_key, context=binding), head=head)
 
 

@@ -148,9 +148,7 @@ STORAGES = {
 STORAGE_MASTER_KEY = env_str("STORAGE_MASTER_KEY") or ""
 # Previous master keys (base64, comma-separated; a secret, so _FILE works too), which still unwrap
 # hospital keys until `manage.py storage_keys_rewrap` has wrapped them under STORAGE_MASTER_KEY.
-STORAGE_MASTER_KEY_FALLBACKS = [
-    value.strip() for value in (env_str("STORAGE_MASTER_KEY_FALLBACKS") or "").split(",") if value.strip()
-]
+STORAGE_MASTER_KEY_FALLBACKS = env_list("STORAGE_MASTER_KEY_FALLBACKS", [])
 # Objects stored before 30 November 2026 have their data key bound to the storage key alone; they
 # are read (and rehashed) while this is on, and `archive_verify` binds each once it passes. Turn it
 # off once a full archive_verify run binds none, leaves none unbound and fails none
