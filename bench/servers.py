@@ -104,6 +104,7 @@ class Orthanc:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.log = self.workdir / "orthanc.log"
+        self.extra_config: dict[str, Any] = {}  # over bench/orthanc.json (bench/cstore.py: the DICOM port)
 
     @property
     def dicomweb_root(self) -> str:
@@ -122,6 +123,7 @@ class Orthanc:
             HttpPort=self.port,
             Plugins=[orthanc_plugin_path()],
         )
+        config.update(self.extra_config)
         path = self.workdir / "orthanc.json"
         path.write_text(json.dumps(config, indent=2))
         with open(self.log, "wb") as log:

@@ -115,6 +115,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection before and after each task unless this
+# is set: a new PostgreSQL session per task. With it, a worker process keeps its connection for
+# this many tasks (config/celery.py still drops one past DB_CONN_MAX_AGE or after an error, as
+# Django does between requests). Tenant settings are transaction-local, so nothing carries over.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 
 # --- Storage --------------------------------------------------------------------------------
 STORAGE_BACKEND = env_str("STORAGE_BACKEND", "local")
