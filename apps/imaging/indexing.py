@@ -13,6 +13,7 @@ from typing import Any
 
 from django.db import IntegrityError, OperationalError
 from django.db.models import F
+from django.utils import timezone
 
 from apps.imaging.dicom.parse import ParsedInstance
 from apps.imaging.dicom.rules import Finding, Severity, ValidationPolicy
@@ -104,6 +105,10 @@ class IngestBatch:
     # constraint on SOP Instance UIDs is then checked there, for the batch: the caller must be
     # ready for RedoOneByOne.
     defer_rows: bool = False
+    # With defer_rows: the final state of objects staged beforehand (their rows exist) is written at
+    # the flush too, in one UPDATE, instead of one per object (an ingest task's claimed objects,
+    # ``apps.imaging.together``). Off for STOW-RS, whose staged parts are large and few.
+    defer_staged_rows: bool = False
     pending_instances: list[Instance] = field(default_factory=list)
     pending_rows: list[tuple[StagedObject, list[Finding], str, Instance | None]] = field(default_factory=list)
 
@@ -122,6 +127,10 @@ class IngestBatch:
         self.__dict__.update({name: value for name, value in work.__dict__.items() if name != "trust_series_instances"})
 
 
+# What ``_final_state`` (apps.imaging.ingest) sets on an object that is stored or a duplicate.
+_FINAL_STAGED_FIELDS = ["status", "instance", "sop_instance_uid", "sop_class_uid", "updated_at"]
+
+
 def ingest_batch_flush(*, batch: IngestBatch) -> None:
     """Insert the rows the batch deferred, and write the counters it collected (F() increments, so
     concurrent requests add up). Raises RedoOneByOne if a deferred instance's UID is taken."""
@@ -135,7 +144,13 @@ def ingest_batch_flush(*, batch: IngestBatch) -> None:
             raise RedoOneByOne from error
         batch.pending_instances.clear()
     if batch.pending_rows:
-        StagedObject.objects.bulk_create([staged for staged, *_ in batch.pending_rows])
+        staged_rows = [staged for staged, *_ in batch.pending_rows]
+        StagedObject.objects.bulk_create([staged for staged in staged_rows if staged.pk is None])
+        if existing := [staged for staged in staged_rows if staged.pk is not None]:
+            now = timezone.now()
+            for staged in existing:
+                staged.updated_at = now
+            StagedObject.objects.bulk_update(existing, _FINAL_STAGED_FIELDS)
         ValidationFinding.objects.bulk_create(
             row for staged, findings, modality, instance in batch.pending_rows
             for row in finding_rows(staged, findings, modality, instance)

@@ -320,9 +320,9 @@ def _process_source(
     """``in_memory``: the object's bytes when it was received in memory and has no staged file;
     ``prepared``: these bytes parsed, validated and described already (by a helper process)."""
     hospital = staged.hospital
-    # Rows of an object received in memory wait for the flush of a batch that defers them (the
-    # row of a staged object exists already, and is updated as it goes).
-    defer = in_memory is not None and batch.defer_rows
+    # Rows of an object received in memory wait for the flush of a batch that defers them; the row
+    # of a staged object exists already, and is updated as it goes unless the batch defers that too.
+    defer = batch.defer_rows and (in_memory is not None or batch.defer_staged_rows)
     try:
         if prepared is None:
             parsed, findings, document = describe(source, policy)

@@ -10,16 +10,18 @@ from django.utils import timezone
 
 from apps.audit.vocabulary import EntryPoint
 from apps.imaging.fixity import VerifyScope, hospital_archive_verify, rolling_slice
-from apps.imaging.ingest import staged_object_give_up, staged_object_process
 from apps.imaging.manifest import quiet_manifests, study_completeness_check
 from apps.imaging.models import StagedObject
 from apps.imaging.series_review import batch_series_review_stored
 from apps.imaging.sweep import archive_sweep
+from apps.imaging.together import staged_claim, staged_together_process
 from apps.tenants.context import hospital_context
 from apps.tenants.models import Hospital
 
 STALE_AFTER = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
+# Seconds before an object whose ingest raised is tried again (times its place among the failed).
+RETRY_DELAY = 10
 # A batch's series review waits for its objects: every REVIEW_DELAY seconds, up to REVIEW_TRIES times.
 REVIEW_DELAY = 15
 REVIEW_TRIES = 40
@@ -27,23 +29,21 @@ REVIEW_TRIES = 40
 
 @shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=MAX_ATTEMPTS)
 def ingest_staged_object(hospital_id: int, staged_public_id: str) -> str:
-    """Ingest one staged object. Safe to run twice: a finished object is left as it is."""
+    """Ingest one staged object, with others of its batch waiting beside it (apps.imaging.together).
+    Safe to run twice: a finished object is left as it is."""
     hospital = Hospital.objects.get(pk=hospital_id)
-    # Count the attempt in its own transaction, so a crash while processing still counts.
+    # Count the attempts in their own transaction, so a crash while processing still counts.
     with hospital_context(hospital):
-        staged = StagedObject.objects.select_for_update(skip_locked=True).filter(public_id=staged_public_id).first()
-        if staged is None or staged.is_final:
-            return "busy-absent-or-done"
-        staged.attempts += 1
-        staged.save(update_fields=["attempts", "updated_at"])
-        if staged.attempts > MAX_ATTEMPTS:
-            staged_object_give_up(staged=staged)
-            return staged.status
+        claim = staged_claim(hospital=hospital, public_id=staged_public_id, max_attempts=MAX_ATTEMPTS)
+    if not claim.public_ids:
+        return claim.given_up[0].status if claim.given_up else "busy-absent-or-done"
     with hospital_context(hospital):
-        staged = StagedObject.objects.select_for_update(skip_locked=True).filter(public_id=staged_public_id).first()
-        if staged is None:
-            return "busy-or-absent"
-        return staged_object_process(staged=staged).status
+        result = staged_together_process(hospital=hospital, public_ids=claim.public_ids)
+    for number, public_id in enumerate(result.failed, start=1):
+        # Left received by an error of its own: tried again, alone, after a pause.
+        ingest_staged_object.apply_async((hospital_id, str(public_id)), countdown=RETRY_DELAY * number)
+    own = next((o.status for o in result.outcomes if str(o.staged.public_id) == staged_public_id), None)
+    return own or ("failed" if result.failed else "busy-absent-or-done")
 
 
 @shared_task

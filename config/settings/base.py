@@ -271,6 +271,11 @@ STOW_BODY_IN_MEMORY_MAX_SIZE = env_int("STOW_BODY_IN_MEMORY_MAX_SIZE", 32 * 1024
 # (a conflict for staff, a failure for the retry sweeper); larger ones stream through staging.
 # Reading one costs about twice its size in memory for a moment; CT and MR slices are well under 1 MiB.
 STOW_IN_MEMORY_MAX_SIZE = env_int("STOW_IN_MEMORY_MAX_SIZE", 16 * 1024**2)
+# An ingest task takes, besides the object it was queued for, other received objects of the same
+# C-STORE association or upload, up to this many in all and this many bytes, and ingests them in
+# one transaction (apps.imaging.together); 1: one object per task.
+INGEST_TOGETHER_MAX = env_int("INGEST_TOGETHER_MAX", 25)
+INGEST_TOGETHER_MAX_BYTES = env_int("INGEST_TOGETHER_MAX_BYTES", 64 * 1024**2)
 # Images one study or series rendered answer holds at most (PS3.18 rendered resources); past it the
 # answer is 206 with a Warning, and a client asks series by series or instance by instance.
 RENDERED_MAX_INSTANCES = env_int("RENDERED_MAX_INSTANCES", 1000)
