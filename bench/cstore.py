@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,10 @@ def wait_until(check: Callable[[], bool], timeout: float = 1800) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"not queryable within {timeout:.0f} s")
         time.sleep(0.05)
+
+
+def instances_at_least(client: DicomWeb, study_uid: str, count: int) -> bool:
+    return client.instance_count(study_uid) >= count
 
 
 def studies_at_least(client: DicomWeb, count: int) -> Callable[[], bool]:
@@ -231,27 +236,30 @@ def main() -> int:
     ours.env.update(REDIS_URL=REDIS_DB_URL, CELERY_TASK_ALWAYS_EAGER="false")
     gateway = OurGateway(ours, args.celery)
     try:
-        plans = []
+        plans: list[tuple[Measured, DicomWeb, int, str]] = []
         if args.only != "ours":
             orthanc.start()
-            plans.append((Measured("Orthanc", lambda: {"Orthanc": orthanc.pids()}), orthanc, orthanc_port, ORTHANC_AE))
+            their_client = DicomWeb(orthanc.name, orthanc.dicomweb_root)
+            plans.append(
+                (Measured("Orthanc", lambda: {"Orthanc": orthanc.pids()}), their_client, orthanc_port, ORTHANC_AE)
+            )
         if args.only != "orthanc":
             ours.start(synth.INSTITUTION)
             gateway.start()
-            plans.append((Measured("影像云", gateway.cpu_pids), ours, gateway.port, GATEWAY_AE))
-        for measured, server, port, called in plans:
-            client = DicomWeb(server.name, server.dicomweb_root, getattr(server, "headers", None))
-            results[server.name] = {
+            our_client = DicomWeb(ours.name, ours.dicomweb_root, ours.headers)
+            plans.append((Measured("影像云", gateway.cpu_pids), our_client, gateway.port, GATEWAY_AE))
+        for measured, client, port, called in plans:
+            results[client.name] = {
                 "series": measured.run(
                     f"C-STORE of a {args.slices}-slice CT, one association",
                     args.slices,
-                    lambda port=port, called=called: storescu(port, called, ct_files, 1),
-                    lambda client=client: client.instance_count(series.study_uid) == args.slices,
+                    partial(storescu, port, called, ct_files, 1),
+                    partial(instances_at_least, client, series.study_uid, args.slices),
                 ),
                 "many": measured.run(
                     f"C-STORE of {args.studies} one-instance studies, {args.associations} associations",
                     args.studies,
-                    lambda port=port, called=called: storescu(port, called, small_files, args.associations),
+                    partial(storescu, port, called, small_files, args.associations),
                     studies_at_least(client, args.studies + 1),
                 ),
             }
