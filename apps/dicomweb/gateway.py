@@ -13,6 +13,7 @@ pynetdicom runs each association in a thread of its own and calls these handlers
 association has its own database connection, closed when the association ends.
 """
 
+import io
 import logging
 import ssl
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, BinaryIO
 
+from django.conf import settings
 from django.db import connections, transaction
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -264,20 +266,30 @@ class _Gateway:
 
 class _SealedDataSetFile:
     """What pynetdicom writes a C-STORE data set to as it arrives, in place of its plaintext
-    ``NamedTemporaryFile`` (``STORE_RECV_CHUNKED_DATASET``): the same bytes, sealed in a
-    :class:`SealedSpool`, an anonymous file that nothing left behind by an aborted association or a
-    crash can be read from.
+    ``NamedTemporaryFile`` (``STORE_RECV_CHUNKED_DATASET``): the same bytes, held in memory up to
+    ``DICOM_GATEWAY_IN_MEMORY_MAX_SIZE`` (a CT or MR slice: no file, no encryption and decryption
+    before staging), beyond that sealed in a :class:`SealedSpool`, an anonymous file that nothing
+    left behind by an aborted association or a crash can be read from.
 
     pynetdicom uses ``write``, ``file.flush``, ``close`` and ``name``. It unlinks ``name`` after the
     handler and ignores the error: ``name`` is a random relative name that no file has.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._spool = SealedSpool()
+        self._memory: bytearray | None = bytearray()
+        self._spool: SealedSpool | None = None
         self.name = f"sealed-c-store-data-set-{uuid.uuid4().hex}.absent"
         self.file = self
 
     def write(self, data: bytes) -> int:
+        if self._memory is not None:
+            if len(self._memory) + len(data) <= settings.DICOM_GATEWAY_IN_MEMORY_MAX_SIZE:
+                self._memory += data
+                return len(data)
+            self._spool = SealedSpool()
+            self._spool.write(bytes(self._memory))
+            self._memory = None
+        assert self._spool is not None
         return self._spool.write(data)
 
     def flush(self) -> None:
@@ -285,10 +297,15 @@ class _SealedDataSetFile:
 
     def plaintext(self) -> BinaryIO:
         """The Part 10 bytes written so far, as a seekable reader; call once, when all have arrived."""
+        if self._spool is None:
+            memory, self._memory = self._memory or bytearray(), None
+            return io.BytesIO(memory)
         return self._spool.finish()
 
     def close(self) -> None:
-        self._spool.close()
+        self._memory = None
+        if self._spool is not None:
+            self._spool.close()
 
 
 def _received_part10(event: evt.Event) -> Iterator[bytes]:

@@ -67,7 +67,7 @@ def staged_object_create(
 ) -> StagedObject:
     """Write received bytes durably to staging and record them. Raises StagingTooLarge."""
     public_id = uuid.uuid4()
-    size, sha256 = _stage(public_id, hospital, chunks)
+    size, sha256 = _stage(public_id, hospital, chunks, new=True)
     try:
         return StagedObject.objects.create(
             hospital=hospital,
@@ -248,9 +248,9 @@ def received_object_keep(*, hospital: Hospital, source: str, data: bytes, batch_
     return staged_object_create(hospital=hospital, source=source, chunks=[data], batch=batch_id)
 
 
-def _stage(public_id: uuid.UUID, hospital: Hospital, chunks: Iterable[bytes]) -> tuple[int, str]:
+def _stage(public_id: uuid.UUID, hospital: Hospital, chunks: Iterable[bytes], *, new: bool = False) -> tuple[int, str]:
     return staging_write(
-        public_id, chunks, hospital_key=hospital_key(hospital), max_size=settings.DICOM_MAX_OBJECT_SIZE
+        public_id, chunks, hospital_key=hospital_key(hospital), max_size=settings.DICOM_MAX_OBJECT_SIZE, new=new
     )
 
 

@@ -53,12 +53,15 @@ def _counted(chunks: Iterable[bytes], digest: "hashlib._Hash", max_size: int, si
 
 
 def staging_write(
-    public_id: uuid.UUID, chunks: Iterable[bytes], *, hospital_key: bytes, max_size: int
+    public_id: uuid.UUID, chunks: Iterable[bytes], *, hospital_key: bytes, max_size: int, new: bool = False
 ) -> tuple[int, str]:
     """Encrypt ``chunks`` into the staging file of ``public_id`` and fsync it; return the plaintext's
     size and SHA-256 (hashed on the way, so ingest need not read the file once more for it).
 
-    Writes to a temporary name and renames, so a staged file is either complete or absent.
+    Writes to a temporary name and renames, so a staged file is either complete or absent. ``new``:
+    ``public_id`` is fresh and its row is inserted only after this returns, so the file is written
+    under its own name at once (``write_durably(new=True)``: a rename and a directory change
+    fewer); a crash half-way leaves a file no row names, which ``archive_sweep`` removes.
     """
     suite: str = settings.STORAGE_CIPHER or AES_256_GCM
     data_key = new_key(suite)
@@ -74,6 +77,7 @@ def staging_write(
     write_durably(
         staging_path(public_id),
         stream_encrypt(chunks=plaintext, key=data_key, header=header, object_id=object_id),
+        new=new,
     )
     return sizes[0], digest.hexdigest()
 

@@ -260,6 +260,9 @@ MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 # seed_demo writes well-known passwords; production.py switches it off.
 DEMO_DATA_ALLOWED = True
 
+# A C-STORE data set up to this size is received in memory; a larger one (whole-slide pathology,
+# long cine loops) is spooled sealed to an anonymous temporary file as it arrives.
+DICOM_GATEWAY_IN_MEMORY_MAX_SIZE = env_int("DICOM_GATEWAY_IN_MEMORY_MAX_SIZE", 16 * 1024**2)
 # The largest single DICOM object accepted (whole-slide pathology can reach several GB).
 DICOM_MAX_OBJECT_SIZE = env_int("DICOM_MAX_OBJECT_SIZE", 4 * 1024**3)
 # The largest STOW-RS request body.

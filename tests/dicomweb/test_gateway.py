@@ -239,6 +239,8 @@ def test_received_data_sets_never_reach_the_disk_in_plaintext(gateway, world, tm
     # pynetdicom's own temporary files would land here, as would the gateway's sealed spools.
     monkeypatch.setattr(tempfile, "tempdir", str(temporary_directory))
     settings.FILE_UPLOAD_TEMP_DIR = str(temporary_directory)
+    # Larger than what is received in memory: these are spooled as they arrive.
+    settings.DICOM_GATEWAY_IN_MEMORY_MAX_SIZE = 64 * 1024
     seen: list[Path] = []
     stage = gateway_module.staged_object_create
 
@@ -258,6 +260,35 @@ def test_received_data_sets_never_reach_the_disk_in_plaintext(gateway, world, tm
     assert temporary_files(temporary_directory) == []
     with hospital_context(world.first.hospital):
         assert sorted(StagedObject.objects.values_list("status", flat=True)) == ["stored", "stored"]
+
+
+def test_data_sets_up_to_the_memory_limit_are_received_without_a_temporary_file(
+    gateway, world, client, tmp_path, settings, monkeypatch
+):
+    temporary_directory = tmp_path / "temporary"
+    temporary_directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary_directory))
+    settings.FILE_UPLOAD_TEMP_DIR = str(temporary_directory)
+    spooled: list[int] = []
+    monkeypatch.setattr(gateway_module.SealedSpool, "write", lambda spool, data: spooled.append(len(data)) or len(data))
+    sent = make_ct_series(3, Rows=256, Columns=256)  # 128 KiB of pixels each
+    # With the File Meta Information the gateway writes for each, a little over the bytes sent.
+    settings.DICOM_GATEWAY_IN_MEMORY_MAX_SIZE = max(len(data) for data in sent) + 4096
+    result = gateway.store(_write(tmp_path, sent))
+    assert result.returncode == 0, result.stderr
+    gateway.wait_until_idle()
+    assert spooled == []
+    assert temporary_files(temporary_directory) == []
+    token = token_for(world.first.hospital)
+    for data in sent:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        url = (
+            f"/api/first/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+            f"/instances/{ds.SOPInstanceUID}"
+        )
+        response = client.get(url, HTTP_AUTHORIZATION=f"Bearer {token}")
+        [body] = read_multipart(b"".join(response.streaming_content), response["Content-Type"])
+        assert _data_set_bytes(body) == _data_set_bytes(data)
 
 
 def test_series_level_rules_run_once_the_association_ends(gateway, world, tmp_path):
