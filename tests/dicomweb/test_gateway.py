@@ -270,7 +270,13 @@ def test_data_sets_up_to_the_memory_limit_are_received_without_a_temporary_file(
     monkeypatch.setattr(tempfile, "tempdir", str(temporary_directory))
     settings.FILE_UPLOAD_TEMP_DIR = str(temporary_directory)
     spooled: list[int] = []
-    monkeypatch.setattr(gateway_module.SealedSpool, "write", lambda spool, data: spooled.append(len(data)) or len(data))
+    real_write = gateway_module.SealedSpool.write
+
+    def spool_and_count(spool, data):
+        spooled.append(len(data))
+        return real_write(spool, data)
+
+    monkeypatch.setattr(gateway_module.SealedSpool, "write", spool_and_count)
     sent = make_ct_series(3, Rows=256, Columns=256)  # 128 KiB of pixels each
     # With the File Meta Information the gateway writes for each, a little over the bytes sent.
     settings.DICOM_GATEWAY_IN_MEMORY_MAX_SIZE = max(len(data) for data in sent) + 4096
