@@ -58,10 +58,11 @@ def staging_write(
     """Encrypt ``chunks`` into the staging file of ``public_id`` and fsync it; return the plaintext's
     size and SHA-256 (hashed on the way, so ingest need not read the file once more for it).
 
-    Writes to a temporary name and renames, so a staged file is either complete or absent. ``new``:
+    Writes to a temporary name and renames, so a staged file is either complete or absent; ``new``:
     ``public_id`` is fresh and its row is inserted only after this returns, so the file is written
     under its own name at once (``write_durably(new=True)``: a rename and a directory change
-    fewer); a crash half-way leaves a file no row names, which ``archive_sweep`` removes.
+    fewer); a crash half-way then leaves a partial file, but one no row names, which
+    ``archive_sweep`` removes (nothing reads a staged file before its row exists).
     """
     suite: str = settings.STORAGE_CIPHER or AES_256_GCM
     data_key = new_key(suite)

@@ -4,7 +4,7 @@ import uuid
 from datetime import timedelta
 from functools import partial
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.db import transaction
 from django.utils import timezone
 
@@ -20,30 +20,46 @@ from apps.tenants.models import Hospital
 
 STALE_AFTER = timedelta(minutes=10)
 MAX_ATTEMPTS = 5
-# Seconds before an object whose ingest raised is tried again (times its place among the failed).
+# Seconds before another object of a claim whose ingest raised is tried again, alone.
 RETRY_DELAY = 10
 # A batch's series review waits for its objects: every REVIEW_DELAY seconds, up to REVIEW_TRIES times.
 REVIEW_DELAY = 15
 REVIEW_TRIES = 40
 
 
-@shared_task(acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=MAX_ATTEMPTS)
-def ingest_staged_object(hospital_id: int, staged_public_id: str) -> str:
+@shared_task(bind=True, acks_late=True, autoretry_for=(OSError,), retry_backoff=True, max_retries=MAX_ATTEMPTS)
+def ingest_staged_object(
+    task: Task, hospital_id: int, staged_public_id: str, attempts_before: int | None = None
+) -> str:
     """Ingest one staged object, with others of its batch waiting beside it (apps.imaging.together).
-    Safe to run twice: a finished object is left as it is."""
+    Safe to run twice: a finished object is left as it is. ``attempts_before``: queued again after
+    that many attempts; if another task has tried the object since, this one leaves it alone.
+
+    An error of the object's own: an OSError is retried by Celery with a growing delay, anything
+    else is left ``received`` for ``ingest_retry_stale``, as one object of a task alone always was.
+    Another object of the claim that fails is queued again, alone, after RETRY_DELAY seconds (its
+    own task may have come and gone while this one held it)."""
     hospital = Hospital.objects.get(pk=hospital_id)
     # Count the attempts in their own transaction, so a crash while processing still counts.
     with hospital_context(hospital):
-        claim = staged_claim(hospital=hospital, public_id=staged_public_id, max_attempts=MAX_ATTEMPTS)
+        claim = staged_claim(
+            hospital=hospital, public_id=staged_public_id, max_attempts=MAX_ATTEMPTS, attempts_before=attempts_before
+        )
     if not claim.public_ids:
         return claim.given_up[0].status if claim.given_up else "busy-absent-or-done"
     with hospital_context(hospital):
         result = staged_together_process(hospital=hospital, public_ids=claim.public_ids)
-    for number, public_id in enumerate(result.failed, start=1):
-        # Left received by an error of its own: tried again, alone, after a pause.
-        ingest_staged_object.apply_async((hospital_id, str(public_id)), countdown=RETRY_DELAY * number)
+    own_error: Exception | None = None
+    for public_id, error in result.failed:
+        if str(public_id) == staged_public_id:
+            own_error = error
+        elif not task.request.is_eager:
+            again = (hospital_id, str(public_id), claim.attempts[public_id])
+            transaction.on_commit(partial(ingest_staged_object.apply_async, again, countdown=RETRY_DELAY), robust=True)
+    if isinstance(own_error, OSError):
+        raise own_error
     own = next((o.status for o in result.outcomes if str(o.staged.public_id) == staged_public_id), None)
-    return own or ("failed" if result.failed else "busy-absent-or-done")
+    return own or ("failed" if own_error else "busy-absent-or-done")
 
 
 @shared_task

@@ -40,27 +40,34 @@ class Claim:
 
     public_ids: list[uuid.UUID] = field(default_factory=list)
     given_up: list[StagedObject] = field(default_factory=list)
+    # Each claimed object's attempts, this one counted.
+    attempts: dict[uuid.UUID, int] = field(default_factory=dict)
 
 
 @dataclass
 class Together:
     outcomes: list[IngestOutcome] = field(default_factory=list)
-    # Objects whose ingest raised: left received, to be queued again by the caller.
-    failed: list[uuid.UUID] = field(default_factory=list)
+    # Objects whose ingest raised, and what: left received, for the caller to queue again.
+    failed: list[tuple[uuid.UUID, Exception]] = field(default_factory=list)
 
 
-def staged_claim(*, hospital: Hospital, public_id: str, max_attempts: int) -> Claim:
+def staged_claim(*, hospital: Hospital, public_id: str, max_attempts: int, attempts_before: int | None = None) -> Claim:
     """Count an attempt on the object and, if it was never attempted, on other received objects of
     its batch, as many as ``INGEST_TOGETHER_MAX`` and ``INGEST_TOGETHER_MAX_BYTES`` allow; give up
     those past ``max_attempts``. Run in the hospital's context, in a transaction of its own that
-    commits before any of them is processed, so a crash while processing still counts."""
-    own = StagedObject.objects.select_for_update(skip_locked=True).filter(public_id=public_id).first()
+    commits before any of them is processed, so a crash while processing still counts.
+
+    ``attempts_before``: the object was queued again after that many attempts; if it has had more
+    since (its own task tried it meanwhile), nothing is claimed."""
+    own = (
+        StagedObject.objects.select_for_update(skip_locked=True).filter(hospital=hospital, public_id=public_id).first()
+    )
     claim = Claim()
-    if own is None or own.is_final:
+    if own is None or own.is_final or (attempts_before is not None and own.attempts != attempts_before):
         return claim
     claimed = [own]
     budget = settings.INGEST_TOGETHER_MAX_BYTES - own.size
-    if own.batch is not None and own.attempts == 0 and budget > 0:
+    if own.batch is not None and own.attempts == 0 and budget > 0 and settings.INGEST_TOGETHER_MAX > 1:
         others = (
             StagedObject.objects.select_for_update(skip_locked=True)
             .filter(hospital=hospital, batch=own.batch, status=StagedObject.Status.RECEIVED, attempts=0)
@@ -83,6 +90,7 @@ def staged_claim(*, hospital: Hospital, public_id: str, max_attempts: int) -> Cl
             claim.given_up.append(staged)
         else:
             claim.public_ids.append(staged.public_id)
+            claim.attempts[staged.public_id] = staged.attempts + 1
     return claim
 
 
@@ -113,27 +121,27 @@ def staged_together_process(*, hospital: Hospital, public_ids: list[uuid.UUID]) 
         try:
             with transaction.atomic():
                 outcomes = [staged_object_process(staged=one, policy=policy, batch=shared) for one in staged]
-                try:
-                    writes.wait()  # every stored object durable before a row names it
-                except OSError as error:
-                    raise RedoOneByOne from error
+                writes.wait()  # every stored object durable before a row names it
                 ingest_batch_flush(batch=shared)
             result.outcomes = outcomes
             return result
-        except RedoOneByOne as redo:
-            cause = type(redo.__cause__).__name__
-            logger.info("ingest: %d staged objects redone one at a time (%s)", len(staged), cause)
+        except Exception as error:  # noqa: BLE001 - redone below, where each object's error is logged
+            # RedoOneByOne, or anything else of the attempt as a whole (a failed fsync, a deadlock
+            # over the counters): one at a time, an error is then only that object's.
+            cause = error.__cause__ if isinstance(error, RedoOneByOne) else error
+            logger.info("ingest: %d staged objects redone one at a time (%s)", len(staged), type(cause).__name__)
             writes.discard()
             for instance in shared.pending_instances:
                 object_delete(instance.storage_key)
             for one in staged:
                 one.refresh_from_db()  # the attempt changed them in memory
+                one.hospital = hospital
     shared = IngestBatch(hospital=hospital)
     for one in staged:
         try:
             result.outcomes.append(staged_object_process(staged=one, policy=policy, batch=shared))
-        except Exception:
+        except Exception as error:
             logger.exception("ingest: staged object %s could not be processed", one.public_id)
-            result.failed.append(one.public_id)
+            result.failed.append((one.public_id, error))
     ingest_batch_flush(batch=shared)
     return result

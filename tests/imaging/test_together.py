@@ -2,15 +2,17 @@
 with its own and ingests them together (apps.imaging.together); what that claim may and may not take."""
 
 import uuid
+from collections import Counter
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from apps.imaging import together
 from apps.imaging.ingest import GIVEN_UP_ERROR_CODE, staged_object_create
-from apps.imaging.models import IngestConflict, Series, StagedObject
+from apps.imaging.models import IngestConflict, Series, StagedObject, ValidationFinding
 from apps.imaging.staging import staging_path
-from apps.imaging.tasks import MAX_ATTEMPTS, ingest_staged_object
+from apps.imaging.tasks import MAX_ATTEMPTS, RETRY_DELAY, ingest_staged_object
 from apps.imaging.together import staged_claim
 from apps.tenants.context import hospital_context
 from tests.imaging.dicom_factory import make_ct_series, make_ct_slice
@@ -117,13 +119,67 @@ def test_the_same_uid_twice_in_one_batch_is_redone_one_at_a_time(hospital):
         assert IngestConflict.objects.filter(staged__public_id=staged[2].public_id).count() == 1
 
 
-def test_an_object_that_fails_is_retried_alone_and_the_rest_are_stored(hospital):
+def test_an_object_that_fails_does_not_hold_back_the_others_and_is_queued_again_alone(
+    hospital, monkeypatch, django_capture_on_commit_callbacks
+):
     batch = uuid.uuid4()
     staged = stage(hospital, make_ct_series(3, **INSTITUTION), batch)
     staging_path(staged[1].public_id).unlink()  # its bytes gone: every attempt raises
-    ingest_staged_object(hospital.pk, str(staged[0].public_id))
+    queued = []
+    monkeypatch.setattr(ingest_staged_object, "apply_async", lambda args, **kw: queued.append((args, kw)))
+    # Called as a worker calls it (not eagerly).
+    with django_capture_on_commit_callbacks(execute=True):
+        assert ingest_staged_object(hospital.pk, str(staged[0].public_id)) == StagedObject.Status.STORED
     first, broken, third = rows(staged)
     assert (first.status, third.status) == (StagedObject.Status.STORED, StagedObject.Status.STORED)
-    # Queued again alone (run at once here: tasks are eager in the suite) until out of attempts.
-    assert (broken.status, broken.error_code) == (StagedObject.Status.REJECTED, GIVEN_UP_ERROR_CODE)
-    assert broken.attempts == MAX_ATTEMPTS + 1
+    assert (broken.status, broken.attempts) == (StagedObject.Status.RECEIVED, 1)
+    # Its own task may have come and gone while this one held it: queued again, alone, later.
+    assert queued == [((hospital.pk, str(broken.public_id), 1), {"countdown": RETRY_DELAY})]
+    # A task queued after one attempt leaves it alone once it has had another.
+    with hospital_context(hospital):
+        StagedObject.objects.filter(pk=broken.pk).update(attempts=2)
+    assert ingest_staged_object(hospital.pk, str(broken.public_id), 1) == "busy-absent-or-done"
+    assert rows(staged)[1].attempts == 2
+
+
+def test_an_os_error_of_the_tasks_own_object_is_raised_for_celerys_retry(hospital):
+    """As before objects were taken together: the task's autoretry_for=(OSError,) retries it with a
+    growing delay (a disk or bucket briefly away), and the other objects are stored meanwhile."""
+    staged = stage(hospital, make_ct_series(2, **INSTITUTION), uuid.uuid4())
+    staging_path(staged[0].public_id).unlink()
+    with pytest.raises(FileNotFoundError):
+        ingest_staged_object(hospital.pk, str(staged[0].public_id))
+    broken, other = rows(staged)
+    assert (broken.status, broken.attempts) == (StagedObject.Status.RECEIVED, 1)
+    assert other.status == StagedObject.Status.STORED  # taken with it
+
+
+def test_a_crash_while_processing_leaves_every_claimed_object_received_with_its_attempt_counted(hospital, monkeypatch):
+    staged = stage(hospital, make_ct_series(3, **INSTITUTION), uuid.uuid4())
+
+    def crash(**kwargs):
+        raise SystemExit("the worker dies")
+
+    monkeypatch.setattr(together, "staged_object_process", crash)
+    with pytest.raises(SystemExit):
+        ingest_staged_object(hospital.pk, str(staged[0].public_id))
+    assert [(row.status, row.attempts) for row in rows(staged)] == [(StagedObject.Status.RECEIVED, 1)] * 3
+
+
+def test_objects_of_another_hospital_under_the_same_batch_id_are_not_claimed(hospital, world):
+    batch = uuid.uuid4()
+    ours = stage(hospital, make_ct_series(2, **INSTITUTION), batch)
+    theirs = stage(world.second.hospital, make_ct_series(2, InstitutionName="SECOND PEOPLES HOSPITAL"), batch)
+    assert ingest_staged_object(hospital.pk, str(ours[0].public_id)) == StagedObject.Status.STORED
+    assert [row.status for row in rows(ours)] == [StagedObject.Status.STORED] * 2
+    assert [(row.status, row.attempts) for row in rows(theirs)] == [(StagedObject.Status.RECEIVED, 0)] * 2
+
+
+def test_findings_of_objects_ingested_together_are_recorded(hospital):
+    """The institution name differs from the hospital's: a warning per object, written with the
+    rows at the end."""
+    staged = stage(hospital, make_ct_series(3, InstitutionName="SOME OTHER PLACE"), uuid.uuid4())
+    assert ingest_staged_object(hospital.pk, str(staged[0].public_id)) == StagedObject.Status.STORED
+    with hospital_context(hospital):
+        codes = Counter(ValidationFinding.objects.filter(staged__in=rows(staged)).values_list("code", flat=True))
+    assert codes["INSTITUTION_MISMATCH"] == 3
