@@ -69,7 +69,10 @@ def hospital_context(hospital: Hospital | None) -> Iterator[None]:
         try:
             yield
         finally:
-            if connection.in_atomic_block and not connection.needs_rollback:
+            # As the outermost block, its COMMIT or ROLLBACK ends the database setting: no statement
+            # to restore it (one round trip fewer per task and per C-STORE).
+            outermost = len(connection.atomic_blocks) == 1
+            if connection.in_atomic_block and not connection.needs_rollback and not outermost:
                 activate_hospital(previous)
             else:
                 _current_hospital.set(previous)

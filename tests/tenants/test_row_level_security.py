@@ -2,10 +2,11 @@
 
 import pytest
 from django.db import DatabaseError, connection, transaction
+from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import Membership
 from apps.audit.models import AuditEvent
-from apps.tenants.context import activate_hospital, hospital_context
+from apps.tenants.context import activate_hospital, hospital_context, reset
 from apps.tenants.models import ApiToken
 from apps.tenants.rls import guarded_models
 from apps.tenants.services import api_token_issue
@@ -87,3 +88,19 @@ def test_audit_events_of_another_hospital_are_invisible(world):
     with hospital_context(world.first.hospital):
         assert set(AuditEvent.objects.values_list("hospital_id", flat=True)) == {world.first.hospital.pk}
     assert AuditEvent.objects.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_outermost_hospital_context_ends_with_its_transaction_and_no_statement_to_clear_it(world):
+    """Outside any transaction (a task, a C-STORE) the block's COMMIT ends the setting; nested in
+    another, the block clears it itself, since the outer transaction goes on."""
+    api_token_issue(hospital=world.first.hospital, name="ris", scopes=["read"])
+    reset()  # no hospital before the blocks
+    with CaptureQueriesContext(connection) as queries, hospital_context(world.first.hospital):
+        assert ApiToken.objects.count() == 1
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["BEGIN", "SELECT", "SELECT", "COMMIT"]
+    assert _raw_count("tenants_apitoken") == 0
+    with transaction.atomic():
+        with hospital_context(world.first.hospital):
+            assert _raw_count("tenants_apitoken") == 1
+        assert _raw_count("tenants_apitoken") == 0
