@@ -1,13 +1,17 @@
 import json
+import logging
 from typing import Any, ClassVar
 
 from django.http import HttpRequest, HttpResponse
 
 from apps.audit.services import audit_record
 from apps.audit.vocabulary import Action, EntryPoint
+from apps.imaging.crypto import CryptoIntegrityError
 from apps.tenants.api import HospitalAPIView
 
 DICOM_JSON = "application/dicom+json"
+
+logger = logging.getLogger(__name__)
 
 
 def json_error(status: int, code: str, detail: str) -> HttpResponse:
@@ -48,6 +52,16 @@ class DicomWebView(HospitalAPIView):
 
     def instance_url(self, request: HttpRequest, study_uid: str, series_uid: str, sop_uid: str) -> str:
         return f"{self.series_url(request, study_uid, series_uid)}/instances/{sop_uid}"
+
+    def handle_exception(self, exc: Exception) -> Any:
+        if isinstance(exc, CryptoIntegrityError):
+            # A stored object that fails its checks before the response starts (a row that does not
+            # name its own object, a damaged file): a server fault, said plainly. The log names
+            # the hospital and the view, never the object's UIDs.
+            logger.error("%s for %s: a stored object failed its integrity check (%s)", type(self).__name__,
+                         getattr(self, "hospital", None), type(exc).__name__)  # fmt: skip
+            return json_error(500, "stored_object_damaged", "A stored object failed its integrity check.")
+        return super().handle_exception(exc)
 
     def perform_content_negotiation(self, request: Any, force: bool = False) -> Any:
         # Successful responses are built by hand (DICOM JSON, multipart/related); errors are JSON

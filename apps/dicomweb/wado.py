@@ -19,7 +19,7 @@ from apps.imaging import selectors
 from apps.imaging.keys import hospital_key
 from apps.imaging.metadata import BULK_DATA_PLACEHOLDER, unseal_metadata
 from apps.imaging.models import Instance
-from apps.imaging.objectstore import StoredObject, instance_stored_object, object_open
+from apps.imaging.objectstore import instance_stored_object, object_open
 from apps.tenants.models import Hospital
 
 
@@ -47,10 +47,10 @@ def _accepted_transfer_syntaxes(accept: str) -> set[str] | None:
     return syntaxes
 
 
-def _multipart_stream(key: bytes, items: list[tuple[StoredObject, str]], boundary: str) -> Iterator[bytes]:
-    for stored, transfer_syntax in items:
+def _multipart_stream(opened: list[tuple[Iterator[bytes], str]], boundary: str) -> Iterator[bytes]:
+    for pieces, transfer_syntax in opened:
         yield encode_part_header(boundary, f"application/dicom; transfer-syntax={transfer_syntax}")
-        yield from object_open(hospital_key=key, stored=stored)
+        yield from pieces
         yield b"\r\n"
     yield f"--{boundary}--\r\n".encode()
 
@@ -93,9 +93,13 @@ class RetrieveView(DicomWebView):
         self.audit_access(request, study_uid, series_uid, len(instances), "instances")
         boundary = uuid.uuid4().hex
         key = hospital_key(self.hospital)
-        items = [(instance_stored_object(i), i.transfer_syntax_uid) for i in instances]
+        # Every object's data key is unwrapped here, before the response starts: a row that does not
+        # name its own object (a database fault, tampering) is a clean error, not a cut-off stream.
+        opened = [
+            (object_open(hospital_key=key, stored=instance_stored_object(i)), i.transfer_syntax_uid) for i in instances
+        ]
         response = StreamingHttpResponse(
-            _multipart_stream(key, items, boundary),
+            _multipart_stream(opened, boundary),
             content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',
         )
         return response
