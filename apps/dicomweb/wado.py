@@ -90,14 +90,15 @@ class RetrieveView(DicomWebView):
             return json_error(
                 406, "not_acceptable", "Instances are returned in the transfer syntax they were stored in."
             )
-        self.audit_access(request, study_uid, series_uid, len(instances), "instances")
         boundary = uuid.uuid4().hex
         key = hospital_key(self.hospital)
-        # Every object's data key is unwrapped here, before the response starts: a row that does not
-        # name its own object (a database fault, tampering) is a clean error, not a cut-off stream.
+        # Every object's data key is unwrapped here, before the response starts (and before the
+        # access is recorded): a row that does not name its own object (a database fault,
+        # tampering) is a clean error, recorded as a failed access, not a cut-off stream.
         opened = [
             (object_open(hospital_key=key, stored=instance_stored_object(i)), i.transfer_syntax_uid) for i in instances
         ]
+        self.audit_access(request, study_uid, series_uid, len(instances), "instances")
         response = StreamingHttpResponse(
             _multipart_stream(opened, boundary),
             content_type=f'multipart/related; type="application/dicom"; boundary={boundary}',

@@ -57,7 +57,11 @@ def ingest_staged_object(
             again = (hospital_id, str(public_id), claim.attempts[public_id])
             transaction.on_commit(partial(ingest_staged_object.apply_async, again, countdown=RETRY_DELAY), robust=True)
     if isinstance(own_error, OSError):
-        raise own_error
+        # Celery's retry, with a growing delay as autoretry_for gives; without attempts_before,
+        # which the attempt just counted has made stale.
+        raise task.retry(
+            exc=own_error, args=(hospital_id, staged_public_id), countdown=min(600, 2**task.request.retries)
+        )
     own = next((o.status for o in result.outcomes if str(o.staged.public_id) == staged_public_id), None)
     return own or ("failed" if own_error else "busy-absent-or-done")
 

@@ -68,14 +68,17 @@ def hospital_context(hospital: Hospital | None) -> Iterator[None]:
         activate_hospital(hospital)
         try:
             yield
-        finally:
-            # As the outermost block, its COMMIT or ROLLBACK ends the database setting: no statement
-            # to restore it (one round trip fewer per task and per C-STORE).
-            outermost = len(connection.atomic_blocks) == 1
-            if connection.in_atomic_block and not connection.needs_rollback and not outermost:
-                activate_hospital(previous)
-            else:
-                _current_hospital.set(previous)
+        except BaseException:
+            # Rolling back to this block's savepoint (or the transaction) undoes the database
+            # setting; a statement here could only hide the error in an aborted transaction.
+            _current_hospital.set(previous)
+            raise
+        # As the outermost block, its COMMIT ends the database setting: no statement to restore it
+        # (one round trip fewer per task and per C-STORE).
+        if len(connection.atomic_blocks) > 1 and not connection.needs_rollback:
+            activate_hospital(previous)
+        else:
+            _current_hospital.set(previous)
 
 
 def activate_platform_scope(duty: str) -> None:

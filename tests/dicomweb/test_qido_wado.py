@@ -7,9 +7,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from pydicom.uid import generate_uid
 
+from apps.audit.models import AuditEvent
+from apps.audit.vocabulary import Action, Outcome
 from apps.imaging.models import Instance
 from apps.imaging.objectstore import STORED_OBJECT_FIELDS
-from apps.tenants.context import hospital_context
+from apps.tenants.context import hospital_context, platform_scope
 from tests.dicomweb.helpers import read_multipart, stow, token_for
 from tests.imaging.dicom_factory import make_ct_series, make_ct_slice, make_mr_slice
 
@@ -138,6 +140,10 @@ def test_rows_with_swapped_objects_return_none_of_the_other_patients_bytes(clien
             assert response.status_code == 500
             assert response.json()["error"] == "stored_object_damaged"
             assert b"DICM" not in response.content
+    # Recorded as failed accesses (kept although the answers were 5xx), and no access succeeded.
+    with platform_scope("audit"):
+        accesses = list(AuditEvent.objects.filter(action=Action.INSTANCES_ACCESSED).values_list("outcome", flat=True))
+    assert accesses == [Outcome.SERIOUS_FAILURE] * 4
 
 
 def test_retrieve_study_returns_every_instance(client, archive):

@@ -183,3 +183,24 @@ def test_findings_of_objects_ingested_together_are_recorded(hospital):
     with hospital_context(hospital):
         codes = Counter(ValidationFinding.objects.filter(staged__in=rows(staged)).values_list("code", flat=True))
     assert codes["INSTITUTION_MISMATCH"] == 3
+
+
+def test_an_os_error_of_an_object_queued_again_is_retried_without_its_stale_attempt_count(hospital, monkeypatch):
+    """The attempt this task counted makes ``attempts_before`` stale: a retry with it would leave
+    the object alone. Celery's retry gets the object's id alone."""
+    [staged] = stage(hospital, make_ct_series(1, **INSTITUTION), uuid.uuid4())
+    with hospital_context(hospital):
+        StagedObject.objects.filter(pk=staged.pk).update(attempts=1)
+    staging_path(staged.public_id).unlink()
+    retries = []
+
+    def retry(**kwargs):
+        retries.append(kwargs)
+        return RuntimeError("retry asked for")
+
+    monkeypatch.setattr(ingest_staged_object, "retry", retry)
+    with pytest.raises(RuntimeError, match="retry asked for"):
+        ingest_staged_object(hospital.pk, str(staged.public_id), 1)
+    assert retries[0]["args"] == (hospital.pk, str(staged.public_id))
+    assert isinstance(retries[0]["exc"], FileNotFoundError)
+    assert rows([staged])[0].attempts == 2

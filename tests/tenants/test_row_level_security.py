@@ -1,7 +1,7 @@
 """Row-level security on PostgreSQL: the database itself keeps hospitals apart."""
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from apps.accounts.models import Membership
@@ -104,3 +104,11 @@ def test_an_outermost_hospital_context_ends_with_its_transaction_and_no_statemen
         with hospital_context(world.first.hospital):
             assert _raw_count("tenants_apitoken") == 1
         assert _raw_count("tenants_apitoken") == 0
+
+
+def test_a_database_error_inside_a_nested_hospital_context_is_the_error_raised(world):
+    """The block's savepoint rollback undoes its setting: no statement after the error, which in
+    an aborted transaction would replace it with 'current transaction is aborted'."""
+    with transaction.atomic(), pytest.raises(DataError):
+        with hospital_context(world.first.hospital), connection.cursor() as cursor:
+            cursor.execute("SELECT 1 / 0")
