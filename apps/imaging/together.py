@@ -95,16 +95,20 @@ def staged_claim(*, hospital: Hospital, public_id: str, max_attempts: int, attem
 
 
 def staged_together_process(*, hospital: Hospital, public_ids: list[uuid.UUID]) -> Together:
-    """Ingest the claimed objects still received and not taken by another task meanwhile, in the
+    """Ingest the claimed objects still received (another task may have finished one meanwhile), in the
     hospital's context (the caller's transaction). Several: together, their rows written at the
     end; should that fail (a UID stored meanwhile, a conflict within the batch, an error of any one
     object), everything of that attempt is rolled back and they are ingested again one at a time,
     each in its own savepoint, where an error leaves only that object received."""
+    # Waiting for a lock, not skipping it: the claim is this task's, and what holds one of its rows
+    # for a moment is another task's claim scanning the batch (PostgreSQL can lock a row it then
+    # does not return) or the object's own task taking it alone; skipped, the object could be left
+    # received with no task to come for it.
     by_id = {
         staged.public_id: staged
-        for staged in StagedObject.objects.select_for_update(skip_locked=True).filter(
-            hospital=hospital, public_id__in=public_ids
-        )
+        for staged in StagedObject.objects.select_for_update()
+        .filter(hospital=hospital, public_id__in=public_ids)
+        .order_by("pk")
     }
     staged = [by_id[public_id] for public_id in public_ids if public_id in by_id and not by_id[public_id].is_final]
     for one in staged:

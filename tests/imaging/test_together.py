@@ -1,6 +1,8 @@
 """An ingest task takes the other received objects of its batch (a C-STORE association, an upload)
 with its own and ingests them together (apps.imaging.together); what that claim may and may not take."""
 
+import threading
+import time
 import uuid
 from collections import Counter
 
@@ -13,7 +15,7 @@ from apps.imaging.ingest import GIVEN_UP_ERROR_CODE, staged_object_create
 from apps.imaging.models import IngestConflict, Series, StagedObject, ValidationFinding
 from apps.imaging.staging import staging_path
 from apps.imaging.tasks import MAX_ATTEMPTS, RETRY_DELAY, ingest_staged_object
-from apps.imaging.together import staged_claim
+from apps.imaging.together import staged_claim, staged_together_process
 from apps.tenants.context import hospital_context
 from tests.imaging.dicom_factory import make_ct_series, make_ct_slice
 
@@ -204,3 +206,32 @@ def test_an_os_error_of_an_object_queued_again_is_retried_without_its_stale_atte
     assert retries[0]["args"] == (hospital.pk, str(staged.public_id))
     assert isinstance(retries[0]["exc"], FileNotFoundError)
     assert rows([staged])[0].attempts == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_claimed_object_another_task_holds_for_a_moment_is_waited_for_not_skipped(hospital):
+    """Another task's claim scanning the batch can lock a row it then does not take. Skipped, the
+    object would be left received with its own task gone (it found the row locked, too)."""
+    staged = stage(hospital, make_ct_series(3, **INSTITUTION), uuid.uuid4())
+    with hospital_context(hospital):
+        claim = staged_claim(hospital=hospital, public_id=str(staged[0].public_id), max_attempts=5)
+    assert len(claim.public_ids) == 3
+    locked = threading.Event()
+
+    def hold() -> None:
+        try:
+            with hospital_context(hospital):
+                list(StagedObject.objects.select_for_update().filter(pk=staged[1].pk))
+                locked.set()
+                time.sleep(0.5)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert locked.wait(10)
+    with hospital_context(hospital):
+        result = staged_together_process(hospital=hospital, public_ids=claim.public_ids)
+    holder.join()
+    assert result.failed == []
+    assert [row.status for row in rows(staged)] == [StagedObject.Status.STORED] * 3
