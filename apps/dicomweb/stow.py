@@ -37,13 +37,13 @@ from apps.imaging.digests import sha256_soon
 from apps.imaging.durable import DeferredWrites
 from apps.imaging.indexing import IngestBatch, IngestOutcome, RedoOneByOne, ingest_batch_flush, validation_policy
 from apps.imaging.ingest import (
+    ingest_batch_discard,
     received_object_ingest,
     received_object_keep,
     staged_object_create,
     staged_object_process,
 )
 from apps.imaging.models import StagedObject
-from apps.imaging.objectstore import object_delete
 from apps.imaging.parse_pool import ParseHelper
 from apps.imaging.series_review import batch_review
 from apps.imaging.staging import StagingTooLarge, staging_remove
@@ -190,12 +190,8 @@ class StowView(DicomWebView):
                     raise
                 logger.info("STOW: redone one object at a time (%s)", type(redo.__cause__ or redo).__name__)
                 try:
-                    # Everything the attempt stored is named by nothing now: on the filesystem every
-                    # file written (large parts' too, and any sync still pending); elsewhere the
-                    # deferred instances' objects.
-                    writes.discard()
-                    for instance in shared.pending_instances:
-                        object_delete(instance.storage_key)
+                    # Large parts' files too: they went through the same writes.
+                    ingest_batch_discard(batch=shared)
                 finally:
                     _forget_staged(work)
                 continue

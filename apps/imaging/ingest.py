@@ -163,6 +163,16 @@ def staged_object_process(
     return _attempted_twice(batch, attempt, before_retry=staged.refresh_from_db)
 
 
+def ingest_batch_discard(*, batch: IngestBatch) -> None:
+    """After a deferring batch is rolled back (RedoOneByOne), remove what it stored, named by
+    nothing now: on the filesystem every file it wrote (and any sync still pending), elsewhere the
+    objects of its deferred instances."""
+    if batch.writes is not None:
+        batch.writes.discard()
+    for instance in batch.pending_instances:
+        object_delete(instance.storage_key)
+
+
 def _attempted_twice(
     batch: IngestBatch, attempt: Callable[[IngestBatch], IngestOutcome], *, before_retry: Callable[[], None]
 ) -> IngestOutcome:

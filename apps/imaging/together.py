@@ -26,9 +26,8 @@ from django.utils import timezone
 
 from apps.imaging.durable import DeferredWrites
 from apps.imaging.indexing import IngestBatch, IngestOutcome, RedoOneByOne, ingest_batch_flush, validation_policy
-from apps.imaging.ingest import staged_object_give_up, staged_object_process
+from apps.imaging.ingest import ingest_batch_discard, staged_object_give_up, staged_object_process
 from apps.imaging.models import StagedObject
-from apps.imaging.objectstore import object_delete
 from apps.tenants.models import Hospital
 
 logger = logging.getLogger(__name__)
@@ -134,9 +133,7 @@ def staged_together_process(*, hospital: Hospital, public_ids: list[uuid.UUID]) 
             # over the counters): one at a time, an error is then only that object's.
             cause = error.__cause__ if isinstance(error, RedoOneByOne) else error
             logger.info("ingest: %d staged objects redone one at a time (%s)", len(staged), type(cause).__name__)
-            writes.discard()
-            for instance in shared.pending_instances:
-                object_delete(instance.storage_key)
+            ingest_batch_discard(batch=shared)
             for one in staged:
                 one.refresh_from_db()  # the attempt changed them in memory
                 one.hospital = hospital
